@@ -1,0 +1,77 @@
+"""Settings of the sandboxed executor, with their defaults visible in one place."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ExecutorConfig(BaseModel):
+    """How model-written programs are checked and run. Every limit applies to each single execution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox: Literal["firejail", "none"] = Field(
+        "firejail",
+        description="'firejail' runs programs in firejail workers. 'none' runs them in plain worker processes with "
+        "only rlimits and static checks: UNSAFE, for machines without firejail; a warning is printed on every run.",
+    )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Sandboxed worker processes (each forks one child per execution). 0 = auto: 8 per CPU core, "
+        "at most 32, so that programs that run into the time limit overlap instead of stalling the batch.",
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Wall-clock time limit of one execution, enforced by the parent.")
+    deprioritize_after_s: float = Field(
+        0.05,
+        ge=0,
+        description="A child still running after this long is reniced to 19, so long runners (usually infinite "
+        "loops) cannot starve short programs. 0 disables it.",
+    )
+    memory_mb: int = Field(512, gt=16, description="Address-space limit (RLIMIT_AS) of a child, MiB.")
+    max_processes: int = Field(
+        64,
+        gt=0,
+        description="RLIMIT_NPROC of a child: processes of the sandbox user, all workers together. Binds only for an "
+        "unprivileged user, which is why the sandbox runs as `sandbox_user`.",
+    )
+    max_file_bytes: int = Field(1 << 20, ge=0, description="Largest file a child may write (RLIMIT_FSIZE), bytes.")
+    max_open_files: int = Field(64, gt=8, description="Open-file limit (RLIMIT_NOFILE) of a child.")
+    max_program_chars: int = Field(10_000, gt=0, description="Longest accepted program, characters.")
+    max_input_chars: int = Field(2_000, gt=0, description="Longest accepted input (call arguments), characters.")
+    max_output_chars: int = Field(5_000, gt=0, description="Longest accepted output (repr of the return value).")
+    max_ast_nodes: int = Field(5_000, gt=0, description="Largest accepted program, in AST nodes.")
+    determinism_runs: int = Field(
+        2,
+        ge=1,
+        description="Executions per validated task, each in a different worker (different hash seed, memory "
+        "layout and process); all must return equal values.",
+    )
+    static_checks: bool = Field(
+        True, description="Refuse banned modules and names before running. Turn off only to test the sandbox itself."
+    )
+    sandbox_user: str = Field(
+        "azr-sandbox",
+        description="Unprivileged user the sandbox runs as when the executor runs as root (process limits do not "
+        "bind root). Created by infra/setup.sh (`azr sandbox-setup`).",
+    )
+    python: str = Field(
+        "/usr/bin/python3",
+        description="Interpreter inside the sandbox: the system python, since firejail's private home hides venvs "
+        "under /root. The runner needs only its standard library.",
+    )
+    firejail: str = Field("firejail", description="The firejail executable.")
+    hidden_paths: list[str] = Field(
+        default_factory=lambda: ["/work", "/root", "/home", "/opt", "/srv", "/mnt", "/media", "/var", "/boot"],
+        description="Paths made inaccessible inside the sandbox (firejail --blacklist), on top of its private home, "
+        "/tmp and /dev. The executor's working directory is added.",
+    )
+
+    def resolved_workers(self) -> int:
+        """The worker count after applying the `0 = auto` rule."""
+        if self.workers:
+            return self.workers
+        return max(2, min(32, 8 * (os.cpu_count() or 1)))

@@ -1,0 +1,148 @@
+"""Parsing what a model writes: `<think>`/`<answer>` blocks, fenced blocks, programs and call arguments.
+
+A task's input is the text of the arguments of a call to `f`, as in CRUXEval: `f(<input>)`, e.g. `[1, 2], 'a'`.
+It must consist of Python literals only; it is parsed here, in the trusted process, and only plain values travel
+to the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from azr_core.values import LiteralError
+
+_THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
+
+
+class InputError(ValueError):
+    """A task input is not a valid argument list of Python literals."""
+
+
+@dataclass(frozen=True)
+class ParsedCompletion:
+    """A completion split into its reasoning and its answer.
+
+    format_ok: a `</think>` closes the reasoning and exactly one `<answer>…</answer>` block follows it. When the
+    prompt already opened `<think>` (prefilled), the opening tag may be absent from the completion.
+    """
+
+    think: str | None
+    answer: str | None
+    format_ok: bool
+
+
+def split_think_answer(text: str, *, think_prefilled: bool = False) -> ParsedCompletion:
+    """Split a completion into `<think>` and `<answer>` parts.
+
+    >>> split_think_answer("<think>easy</think>\\n<answer>42</answer>")
+    ParsedCompletion(think='easy', answer='42', format_ok=True)
+    >>> split_think_answer("<answer>42</answer>").format_ok
+    False
+    """
+    text = text or ""
+    close = text.find("</think>")
+    think: str | None = None
+    if close >= 0:
+        start = text.find("<think>")
+        if 0 <= start < close:
+            think = text[start + len("<think>") : close].strip()
+        elif think_prefilled:
+            think = text[:close].strip()
+    answers = _ANSWER_RE.findall(text)
+    answer = answers[-1].strip() if answers else None
+    after_think = _ANSWER_RE.findall(text[close:]) if close >= 0 else []
+    format_ok = think is not None and len(answers) == 1 and len(after_think) == 1
+    return ParsedCompletion(think=think, answer=answer, format_ok=format_ok)
+
+
+def extract_fenced(text: str, tag: str | None = None) -> list[str]:
+    """Contents of fenced blocks (```tag … ```), in order; `tag=None` takes every block.
+
+    >>> extract_fenced("```input\\n[1, 2], 'a'\\n```", "input")
+    ["[1, 2], 'a'"]
+    """
+    blocks = []
+    for found_tag, body in _FENCE_RE.findall(text or ""):
+        if tag is None or found_tag.lower() == tag.lower():
+            blocks.append(body.strip("\n").rstrip())
+    return blocks
+
+
+def extract_program(text: str) -> str | None:
+    """The first ```python block of `text`, or None."""
+    blocks = extract_fenced(text, "python")
+    return blocks[0] if blocks else None
+
+
+@dataclass(frozen=True)
+class CallArgs:
+    """Parsed arguments of `f(...)`: positional values and keyword values, all plain literals."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def to_literal(self) -> str:
+        """The canonical text the sandbox receives: `repr((args, kwargs))`, read back with literal_eval."""
+        return repr((self.args, self.kwargs))
+
+
+def parse_call_args(input_text: str, *, max_chars: int = 10_000) -> CallArgs:
+    """Parse the text of a call's arguments, `f(<input_text>)`, accepting Python literals only.
+
+    The text must form the argument list of exactly one call on its own, so an injection such as `[0]) or (1`
+    (which turns `f(...)` into another expression) is refused, not run.
+
+    >>> parse_call_args("[1, 2], 'a'")
+    CallArgs(args=([1, 2], 'a'), kwargs={})
+    """
+    if not isinstance(input_text, str):
+        raise InputError(f"input must be text, got {type(input_text).__name__}")
+    if len(input_text) > max_chars:
+        raise InputError(f"input too large: {len(input_text)} characters > limit {max_chars}")
+    source = f"f({input_text.strip()})"
+    try:
+        tree = ast.parse(source, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise InputError(f"input is not an argument list: {type(exc).__name__}") from None
+    call = tree.body
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
+        raise InputError("input must be the arguments of one call f(...), nothing more")
+    if _end_offset(source, call) != len(source.encode("utf-8")):
+        raise InputError("input must be the arguments of one call f(...), nothing more (no comments)")
+    try:
+        args = []
+        for node in call.args:
+            if isinstance(node, ast.Starred):
+                raise InputError("input may not unpack with *")
+            args.append(ast.literal_eval(node))
+        kwargs: dict[str, Any] = {}
+        for kw in call.keywords:
+            if kw.arg is None:
+                raise InputError("input may not unpack with **")
+            kwargs[kw.arg] = ast.literal_eval(kw.value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise InputError(f"input arguments must be Python literals: {type(exc).__name__}: {exc}") from None
+    return CallArgs(args=tuple(args), kwargs=kwargs)
+
+
+def _end_offset(source: str, node: ast.expr) -> int:
+    """Absolute UTF-8 byte offset where `node` ends (ast columns count bytes, lines count from 1)."""
+    lines = source.encode("utf-8").splitlines(keepends=True)
+    return sum(len(line) for line in lines[: node.end_lineno - 1]) + node.end_col_offset
+
+
+__all__ = [
+    "CallArgs",
+    "InputError",
+    "LiteralError",
+    "ParsedCompletion",
+    "extract_fenced",
+    "extract_program",
+    "parse_call_args",
+    "split_think_answer",
+]
