@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from azr_core.executor import Executor, ExecutorConfig, GradeRequest, SandboxUnavailable, setup_sandbox_user
 
@@ -33,9 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("sandbox-setup")(sandbox_setup)
 
 
-def _executor_options(
-    workers: int, timeout: float, unsafe_no_sandbox: bool
-) -> ExecutorConfig:
+def _executor_options(workers: int, timeout: float, unsafe_no_sandbox: bool) -> ExecutorConfig:
     return ExecutorConfig(workers=workers, timeout_s=timeout, sandbox="none" if unsafe_no_sandbox else "firejail")
 
 
@@ -73,7 +71,10 @@ def grade(
 ) -> None:
     """Grade answers (deduction, abduction, induction): print {"id", "correct", "reason"} per line."""
     rows = _read_jsonl(file, required={"id": None, "task_type": str, "answer": str})
-    requests = [_grade_request(r, n) for n, r in enumerate(rows, 1)]
+    try:
+        requests = [_grade_request(r, r["_line"]) for r in rows]
+    except InputFileError as exc:
+        _fail(f"{file}: {exc}")
     cfg = _executor_options(workers, timeout, unsafe_no_sandbox)
 
     def run(ex: Executor) -> Iterator[tuple[int, dict[str, Any]]]:
