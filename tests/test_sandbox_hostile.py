@@ -206,6 +206,7 @@ def test_output_limits_and_non_literals(executor):
         "class L(list):\n    pass\ndef f(x):\n    return L([1])",
         "def f(x):\n    return float('nan')",
         "def f(x):\n    return [float('inf')]",
+        "def f(x):\n    a = []\n    a.append(a)\n    return a",
     ):
         res = run1(executor, prog)
         assert not res.valid and res.reason.startswith("not literal"), (prog, res)

@@ -12,8 +12,8 @@ open), so nothing a program does survives into the next one. The worker enforces
 child's process group, and inside its own PID namespace also kills anything the child left behind.
 """
 
-import ast
 import builtins
+import gc
 import json
 import os
 import resource
@@ -36,6 +36,7 @@ def main():
     CONFIG.update(first["init"])
     if CONFIG.get("undumpable"):
         _set_undumpable()
+    gc.freeze()  # children then never touch (and copy) the worker's objects for garbage collection
     out.write(json.dumps({"ready": True, "uid": os.getuid(), "pid1": _pid1_name()}).encode() + b"\n")
     out.flush()
     for line in stdin:
@@ -110,6 +111,7 @@ def execute(req):
 
 
 def child(req, wfd):
+    gc.disable()  # short-lived: collecting would only copy the parent's pages
     os.setsid()
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -136,7 +138,8 @@ def run_program(req):
         f = glb.get("f")
         if not callable(f):
             return {"status": "no_f", "output": None, "detail": "the program defines no callable f"}
-        args, kwargs = ast.literal_eval(req["call"])
+        # The host built this text as repr((args, kwargs)) of values it parsed itself: literals only.
+        args, kwargs = eval(req["call"], {"__builtins__": {}})
         value = f(*args, **kwargs)
         problem = _literal_problem(value, max_out)
         if problem:
@@ -145,8 +148,7 @@ def run_program(req):
         if len(text) > max_out:
             return {"status": "too_large", "output": None, "detail": "output of %d characters > limit %d" % (
                 len(text), max_out)}
-        if _canon(ast.literal_eval(text)) != _canon(value):
-            return {"status": "not_literal", "output": None, "detail": "return value does not survive repr/eval"}
+        # The host parses this text again as a literal: what does not round-trip (a recursive list) fails there.
         return {"status": "ok", "output": text, "detail": None}
     except BaseException as exc:  # SystemExit, KeyboardInterrupt and all: the task is invalid, the child reports it
         return {"status": "error", "output": None, "detail": _describe_exception(exc)}
@@ -173,17 +175,6 @@ def _literal_problem(value, max_out):
             stack.extend(v.keys())
             stack.extend(v.values())
     return None
-
-
-def _canon(v):
-    t = type(v)
-    if t in (list, tuple):
-        return (t.__name__, tuple(_canon(x) for x in v))
-    if t in (set, frozenset):
-        return (t.__name__, frozenset(_canon(x) for x in v))
-    if t is dict:
-        return ("dict", frozenset((_canon(k), _canon(x)) for k, x in v.items()))
-    return (t.__name__, v)
 
 
 def _task_builtins():
