@@ -18,7 +18,10 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES: list[str] = [
+    "azr_core.commands.sql",
     "azr_core.commands.executor",
+    "azr_core.commands.model",
+    "azr_core.commands.stack",
 ]
 
 

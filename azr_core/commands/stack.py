@@ -1,0 +1,93 @@
+"""`azr up`, `azr down`, `azr status`: the local Prefect server, work pool, worker and MLflow UI.
+
+    azr up                      # start what is not running, wait until healthy, print and write env.sh
+    source .azr/stack/env.sh    # PREFECT_API_URL, MLFLOW_TRACKING_URI, AZR_STATE_DIR
+    azr status                  # one line per service; exit 0 only when all are running
+    azr down                    # stop everything, no process left behind
+
+Exit codes: 0 done; 1 a service failed to start or stop (its log tail is printed); `status` exits 3 when some
+service is not running (as `systemctl status` does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+STATE_DIR = Annotated[
+    Path | None,
+    typer.Option("--state-dir", envvar="AZR_STATE_DIR", help="State folder (default: .azr/stack at the repo root)."),
+]
+PREFECT_PORT = Annotated[
+    int | None,
+    typer.Option(
+        envvar="AZR_PREFECT_PORT",
+        min=1,
+        max=65535,
+        help="Prefect server port (default 4200, or what the stack was last brought up with).",
+    ),  # fmt: skip
+]
+MLFLOW_PORT = Annotated[
+    int | None,
+    typer.Option(
+        envvar="AZR_MLFLOW_PORT",
+        min=1,
+        max=65535,
+        help="MLflow UI port (default 5000, or what the stack was last brought up with).",
+    ),  # fmt: skip
+]
+POOL = Annotated[str | None, typer.Option(envvar="AZR_WORK_POOL", help="Process work pool name (default azr-pool).")]
+
+
+def up(
+    state_dir: STATE_DIR = None,
+    prefect_port: PREFECT_PORT = None,
+    mlflow_port: MLFLOW_PORT = None,
+    pool: POOL = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service to become healthy.")] = 120.0,
+) -> None:
+    """Start the local stack (idempotent): Prefect server, work pool, worker, MLflow UI, all on 127.0.0.1."""
+    from azr_core.stack import StackError, StackSettings
+    from azr_core.stack import up as stack_up
+
+    settings = StackSettings.resolve(state_dir, prefect_port, mlflow_port, pool)
+    try:
+        stack_up(settings, timeout=timeout, echo=typer.echo)
+    except StackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def down(state_dir: STATE_DIR = None) -> None:
+    """Stop every service of the local stack and check that none of their processes is left."""
+    from azr_core.stack import StackSettings
+    from azr_core.stack import down as stack_down
+
+    left = stack_down(StackSettings.resolve(state_dir), echo=typer.echo)
+    if left:
+        typer.echo(f"error: processes still alive after SIGKILL: {left}", err=True)
+        raise typer.Exit(1)
+
+
+def status(state_dir: STATE_DIR = None) -> None:
+    """One line per service (state, pid, URL, log) and the environment to use the stack."""
+    from azr_core.stack import StackSettings
+    from azr_core.stack import status as stack_status
+
+    settings = StackSettings.resolve(state_dir)
+    services = stack_status(settings)
+    for svc in services:
+        typer.echo(svc.line())
+    if all(s.state == "running" for s in services):
+        typer.echo(f"env: source {settings.state_dir / 'env.sh'}  ({', '.join(settings.user_env())})")
+        return
+    raise typer.Exit(3)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `azr up`, `azr down` and `azr status` to the CLI."""
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)

@@ -1,0 +1,303 @@
+"""One typed configuration for a run: every default visible here, every field documented.
+
+Resolution order (later wins): the profile's settings (`default` = the paper's; `cpu-tiny` = small enough for an
+iteration of SmolLM2-135M on 2 CPU cores in minutes), a YAML file, then `key.sub=value` overrides whose values are
+read as YAML scalars. Unknown keys and wrong types raise ConfigError naming the key. The resolved config is written
+into the run folder as `config.yaml`, and loading that file gives the same config back.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from azr_core.executor.config import ExecutorConfig
+from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
+from azr_core.tracking import TrackingConfig
+
+RESOLVED_CONFIG_NAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the offending key."""
+
+
+class _Section(BaseModel):
+    # strict: YAML `true` is not an int and "6" is not a number; floats still accept ints.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+class RunConfig(_Section):
+    """Where the run lives, how long it lasts, how it is seeded."""
+
+    run_dir: str = Field("runs/azr", description="Folder holding everything of the run (tables, checkpoints, config).")
+    name: str | None = Field(None, description="Human name of the run (MLflow run name); None derives one.")
+    seed: int = Field(0, description="Seed of the self-play RNG (reference sampling, solver batches, splits).")
+    iterations: int = Field(500, ge=0, description="Training iterations (one optimiser step each) in the whole run.")
+    max_iterations_per_session: int | None = Field(
+        None, ge=1, description="Stop a flow run after this many iterations; the next (scheduled) run resumes."
+    )
+    max_wall_s: float | None = Field(None, gt=0, description="Stop a flow run after this wall time (seconds).")
+    keep_checkpoints: int = Field(
+        2, ge=1, description="Newest checkpoints kept in run_dir/checkpoints (each holds the optimiser state)."
+    )
+
+
+class SelfPlayConfig(_Section):
+    """The algorithm: how tasks are proposed, split, estimated and batched (Absolute Zero paper settings)."""
+
+    references_k: int = Field(6, ge=0, description="K reference triplets shown to a deduction/abduction proposer.")
+    induction_inputs: int = Field(10, ge=2, description="N inputs an induction proposer must write.")
+    induction_shown_fraction: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Share of an induction task's valid pairs shown; the rest are held out."
+    )
+    induction_min_valid_inputs: int = Field(
+        2, ge=2, description="Fewest valid distinct inputs an induction proposal needs (one shown, one held out)."
+    )
+    learnability_rollouts: int = Field(8, ge=1, description="n solver rollouts per new task to estimate learnability.")
+    batch_per_group: int = Field(
+        64,
+        ge=1,
+        description="Batch size of each (role, task type) group: proposals per type and solver tasks per type.",
+    )
+    think_prefill: bool = Field(
+        True, description="Open the assistant turn with `<think>` (the paper's template ends in 'Assistant: <think>')."
+    )
+    lenient_parsing: bool = Field(
+        False,
+        description="Take fenced blocks from a completion whose <think>/<answer> format is broken (the format "
+        "failure is still recorded and penalised), so a small model's valid programs can reach the buffers.",
+    )
+    advantage_std_eps: float = Field(
+        1e-6, gt=0.0, description="A group whose reward std is below this gets zero advantages (no division by ~0)."
+    )
+
+
+class BuffersConfig(_Section):
+    """Seeding the task buffers. (Every valid task is kept, exact duplicates aside: there is no cap. Solver batches
+    take the iteration's new tasks first, then fill uniformly: see azr_core.store.buffers.)"""
+
+    seed_quota: int = Field(64, ge=1, description="Seeding stops once each type's buffer holds this many tasks.")
+    seed_round_size: int = Field(64, ge=1, description="Proposals generated per task type in one seeding round.")
+    seed_max_rounds: int = Field(
+        100, ge=0, description="Seeding gives up after this many rounds and trains on what it has (zero triplet kept)."
+    )
+
+
+class RewardsConfig(_Section):
+    """Reward values (paper: 1 / -0.5 / -1 for the solver; learnability for the proposer)."""
+
+    correct: float = Field(1.0, description="Solver: format right and answer correct.")
+    wrong_answer: float = Field(-0.5, description="Solver: format right, answer wrong.")
+    format_error: float = Field(-1.0, description="Solver or proposer: the completion's format is wrong.")
+    invalid_proposal: float = Field(-1.0, description="Proposer: the proposal fails validation.")
+    unlearnable: float = Field(
+        0.0, description="Proposer: valid but solved always or never (paper 0; the reference code uses -0.5)."
+    )
+
+
+class StoreConfig(_Section):
+    """How the Parquet tables are written."""
+
+    compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] = Field("zstd", description="Parquet codec.")
+    compression_level: int | None = Field(3, description="Codec level (zstd 1-22); None is the codec's default.")
+    row_group_size: int = Field(128 * 1024, ge=1024, description="Most rows per Parquet row group.")
+    fsync: bool = Field(True, description="fsync files and folders on write (crash safety; off only for tests).")
+    bloom: bool = Field(True, description="Parquet Bloom filters on id columns (fast lookups of one task's rows).")
+    sort_by_task: bool = Field(
+        False, description="Sort each rollouts file by task_id (with small row groups: lookups read less)."
+    )
+
+
+class AZRConfig(BaseModel):
+    """The whole configuration of a run."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    profile: str = Field("default", description="Profile the settings started from (see PROFILES): default, cpu-tiny.")
+    run: RunConfig = Field(default_factory=RunConfig, description=RunConfig.__doc__)
+    selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig, description=SelfPlayConfig.__doc__)
+    buffers: BuffersConfig = Field(default_factory=BuffersConfig, description=BuffersConfig.__doc__)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig, description=RewardsConfig.__doc__)
+    store: StoreConfig = Field(default_factory=StoreConfig, description=StoreConfig.__doc__)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description=ExecutorConfig.__doc__)
+    model: ModelConfig = Field(default_factory=ModelConfig, description=ModelConfig.__doc__)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description=RolloutConfig.__doc__)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description=TrainerConfig.__doc__)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description=TrackingConfig.__doc__)
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (every field, defaults included)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# Profiles are differences from the field defaults, which are the paper's settings.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    # One iteration of SmolLM2-135M on 2 CPU cores in a few minutes: ~12 proposals, ~12 solves, a few learnability
+    # rollouts for the rare valid proposal, short completions, one small update. Seeding is bounded by rounds since
+    # almost every early proposal of this model is invalid (DESIGN.md).
+    "cpu-tiny": {
+        "run": {"run_dir": "runs/cpu-tiny", "iterations": 20},
+        "selfplay": {
+            "references_k": 2,
+            "induction_inputs": 4,
+            "learnability_rollouts": 2,
+            "batch_per_group": 4,
+            "lenient_parsing": True,
+        },
+        "buffers": {"seed_quota": 4, "seed_round_size": 4, "seed_max_rounds": 2},
+        "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 160, "batch_size": 16},
+        "trainer": {"micro_batch_size": 4, "total_steps": 20},
+    },
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-6` as a float (YAML 1.1 wants `1.0e-6`, so PyYAML would read a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML with the float fix above."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`"selfplay.references_k=4"` -> (["selfplay", "references_k"], 4); the value is read as YAML.
+
+    >>> parse_override("trainer.lr=1e-5")
+    (['trainer', 'lr'], 1e-05)
+    """
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
+    try:
+        value = parse_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{key}: value {raw!r} is not valid YAML: {exc}") from None
+    return key.split("."), value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for i, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path[: i + 1])} is a value, not a section: cannot set {'.'.join(path)}")
+        node = child
+    node[path[-1]] = value
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: sections merge, values replace."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_known_keys(ann, prefix + name + "."))
+    return keys
+
+
+def _explain(exc: ValidationError) -> str:
+    known = _known_keys(AZRConfig)
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"unknown key {key!r}{hint}")
+        else:
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def build_config(data: Mapping[str, Any]) -> AZRConfig:
+    """Validate a plain dict into an AZRConfig, with errors that name keys."""
+    try:
+        return AZRConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str] = (), *, profile: str | None = None
+) -> AZRConfig:
+    """Resolve a config: profile, then the YAML file at `path`, then `key.sub=value` overrides.
+
+    The profile is taken from a `profile=` override, else the file's `profile:` key, else `profile`, else `default`.
+    """
+    file_data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = parse_yaml(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(loaded).__name__}")
+        file_data = loaded or {}
+    over_data: dict[str, Any] = {}
+    for item in overrides:
+        keys, value = parse_override(item)
+        _set_path(over_data, keys, value)
+    chosen = over_data.get("profile", file_data.get("profile", profile or "default"))
+    if chosen not in PROFILES:
+        raise ConfigError(f"profile: unknown profile {chosen!r}; known: {', '.join(PROFILES)}")
+    data = deep_merge(deep_merge(PROFILES[chosen], file_data), over_data)
+    data["profile"] = chosen
+    return build_config(data)
+
+
+def save_resolved_config(config: AZRConfig, run_dir: str | Path, *, fsync: bool = True) -> Path:
+    """Write the resolved config into the run folder (atomically) and return its path."""
+    from azr_core.store.atomic import atomic_write_text  # here: the store imports this module
+
+    return atomic_write_text(Path(run_dir) / RESOLVED_CONFIG_NAME, config.to_yaml(), fsync=fsync)
+
+
+def config_reference(model: type[BaseModel] = AZRConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, description) for every leaf setting: the documentation `--help` and the README can show."""
+    rows = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(config_reference(ann, prefix + name + "."))
+        else:
+            default = info.get_default(call_default_factory=True)
+            rows.append((prefix + name, repr(default), info.description or ""))
+    return rows

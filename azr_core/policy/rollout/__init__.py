@@ -1,0 +1,55 @@
+"""Rollout backends and the `auto` choice between them.
+
+`auto` is vLLM only where both a CUDA GPU and the vllm package exist; everywhere else the Hugging Face backend.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from azr_core.policy.config import ModelConfig, RolloutConfig
+from azr_core.policy.rollout.base import Completion, PromptOutput, RolloutBackend, SamplingParams
+
+__all__ = [
+    "Completion",
+    "PromptOutput",
+    "RolloutBackend",
+    "SamplingParams",
+    "make_backend",
+    "resolve_backend_name",
+    "vllm_available",
+]
+
+
+def vllm_available() -> bool:
+    """True when the vllm package is importable (looked up, not imported: importing it is slow)."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def resolve_backend_name(cfg: RolloutConfig, *, cuda: bool | None = None) -> str:
+    """'hf' or 'vllm' for `cfg.backend`; an explicit 'vllm' without the package is an error, not a fallback."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cfg.backend == "auto":
+        return "vllm" if cuda and vllm_available() else "hf"
+    if cfg.backend == "vllm" and not vllm_available():
+        raise RuntimeError("rollout backend 'vllm' needs the vllm package: pip install 'azr[gpu]' (CUDA GPU only)")
+    return cfg.backend
+
+
+def make_backend(model_cfg: ModelConfig, cfg: RolloutConfig, *, device: str | None = None, progress=print):
+    """A standalone backend (its own copy of the weights) for `model_cfg`, chosen by `cfg.backend`."""
+    from azr_core.policy.model import load_policy, resolve_dtype, resolve_model_path
+
+    name = resolve_backend_name(cfg)
+    if name == "vllm":
+        from azr_core.policy.rollout.vllm import VLLMBackend
+
+        dtype = str(resolve_dtype(model_cfg.dtype, "cuda")).removeprefix("torch.")  # vLLM: bf16 unless told
+        return VLLMBackend(resolve_model_path(model_cfg, progress=progress), cfg, dtype=dtype, seed=cfg.seed or 0)
+    from azr_core.policy.rollout.hf import HFBackend
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = load_policy(model_cfg, device=device, progress=progress)
+    return HFBackend(model, tokenizer, batch_size=cfg.batch_size)

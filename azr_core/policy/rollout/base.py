@@ -1,0 +1,121 @@
+"""The rollout backend interface: batched sampling of n completions per prompt.
+
+Every backend returns the same plain records, so the stages after generation never know which backend ran. The
+log-probs are those of the sampled tokens under the model's unmodified distribution (temperature 1, no top-p), the
+quantity the trainer recomputes for the policy-gradient ratio; vLLM's default `raw_logprobs` mode is the same.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from azr_core.policy.config import RolloutConfig
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one batch; `from_config` takes the defaults of a RolloutConfig."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: RolloutConfig, **overrides: Any) -> SamplingParams:
+        """Sampling parameters from a RolloutConfig, with keyword overrides."""
+        base = dict(
+            n=cfg.n,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            stop=tuple(cfg.stop),
+            seed=cfg.seed,
+        )
+        base.update(overrides)
+        base["stop"] = tuple(base["stop"])
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for the worker protocol."""
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass
+class Completion:
+    """One sampled completion: its text, token ids (eos included when emitted) and their log-probs."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: FinishReason
+
+
+@dataclass
+class PromptOutput:
+    """All completions of one prompt, with the prompt's token ids as the model saw them."""
+
+    prompt: str
+    prompt_token_ids: list[int]
+    completions: list[Completion] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for the worker protocol and tables."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PromptOutput:
+        """Inverse of `to_dict`."""
+        return cls(d["prompt"], list(d["prompt_token_ids"]), [Completion(**c) for c in d["completions"]])
+
+
+class RolloutBackend(ABC):
+    """Generates completions for a batch of prompts with the current policy weights."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
+        """Sample `params.n` completions for each prompt; outputs come back in the prompts' order."""
+
+    @abstractmethod
+    def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the backend's weights in place with the trainer's (HF names, full unsharded tensors)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing to release
+        """Release the engine's resources; the backend is unusable afterwards."""
+
+
+def truncate_at_stop(text_of, token_ids: list[int], stop: Sequence[str]) -> tuple[int, bool]:
+    """Number of leading tokens to keep so the completion ends with its first stop string (kept, like vLLM).
+
+    `text_of(ids)` decodes a token list. Returns (kept token count, whether a stop string was found). The prefix
+    search is a bisection on "decoded prefix contains a stop string", which is monotone in the prefix length.
+    """
+    if not stop or not any(s in text_of(token_ids) for s in stop):
+        return len(token_ids), False
+    lo, hi = 1, len(token_ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if any(s in text_of(token_ids[:mid]) for s in stop):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, True
+
+
+def cut_text_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Text up to and including its earliest stop string (tokens may run a few characters past it)."""
+    ends = [text.find(s) + len(s) for s in stop if s in text]
+    return text[: min(ends)] if ends else text

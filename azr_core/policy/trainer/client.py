@@ -1,0 +1,315 @@
+"""The orchestrator's side of the worker group: start it with the `deepspeed` launcher, send work, get results.
+
+`PolicyWorkers` listens on a TCP port, launches `deepspeed ... --module azr_core.policy.trainer.workers`, and
+waits for every rank to connect. Each command goes to all ranks (each with its share of the data) and the caller
+waits for all replies, polling the launcher meanwhile: a rank that reports an error, closes its connection, or
+outlives the timeout raises `WorkerError` naming the rank, and the whole group is stopped. Never a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
+from azr_core.policy.rollout.base import PromptOutput, SamplingParams
+from azr_core.policy.trainer.engine import SequenceRecord, summarize
+from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
+
+_RANK_VARS = {
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "CROSS_RANK",
+    "CROSS_SIZE",
+}
+
+
+class WorkerError(RuntimeError):
+    """A worker failed: `rank` (None when the group failed as a whole) and the error text it reported."""
+
+    def __init__(self, rank: int | None, error: str, log_tail: str = "") -> None:
+        self.rank, self.error, self.log_tail = rank, error, log_tail
+        who = f"policy worker rank {rank}" if rank is not None else "policy worker group"
+        msg = f"{who} failed: {error.strip()}"
+        if log_tail:
+            msg += f"\n--- worker log (last lines) ---\n{log_tail}"
+        super().__init__(msg)
+
+
+def shard_records(records: Sequence[SequenceRecord], world: int) -> list[list[SequenceRecord]]:
+    """Balance sequences over ranks by token count (longest first, each to the lightest rank)."""
+    shards: list[list[SequenceRecord]] = [[] for _ in range(world)]
+    load = [0] * world
+    for r in sorted(records, key=lambda r: -(len(r.prompt_token_ids) + len(r.completion_token_ids))):
+        k = load.index(min(load))
+        shards[k].append(r)
+        load[k] += len(r.prompt_token_ids) + len(r.completion_token_ids)
+    return shards
+
+
+class PolicyWorkers:
+    """A group of policy worker processes, alive until `close()`; use as a context manager."""
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        rollout: RolloutConfig,
+        trainer: TrainerConfig,
+        *,
+        log_path: Path | None = None,
+        start_timeout_s: float = 900.0,
+        listen_host: str = "127.0.0.1",
+        launcher_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.model_cfg, self.rollout_cfg, self.trainer_cfg = model, rollout, trainer
+        self.start_timeout_s = start_timeout_s
+        self.listen_host = listen_host  # several nodes: an address the other nodes can reach
+        self.launcher_args = list(launcher_args)
+        self.env = env
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="azr-workers-")) / "workers.log"
+        self.proc: subprocess.Popen | None = None
+        self.socks: dict[int, socket.socket] = {}
+        self.readers: dict[int, FrameReader] = {}
+        self.info: list[dict[str, Any]] = []
+
+    # ---- life cycle ----------------------------------------------------------------------------------------------
+
+    def launcher_command(self, port: int, token: str) -> list[str]:
+        """The `deepspeed` launcher command line (run with this interpreter, so the same venv)."""
+        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(self.trainer_cfg.master_port)]
+        if self.trainer_cfg.hostfile is not None:
+            cmd += ["--hostfile", str(self.trainer_cfg.hostfile)]
+        else:
+            cmd += ["--num_gpus", str(self.trainer_cfg.num_workers)]
+        cmd += self.launcher_args
+        cmd += ["--module", "azr_core.policy.trainer.workers", "--connect", f"{self.listen_host}:{port}"]
+        return cmd + ["--token", token]
+
+    def start(self) -> PolicyWorkers:
+        """Launch the workers and wait until every rank has built its trainer (or failed)."""
+        token = secrets.token_hex(16)
+        server = socket.create_server((self.listen_host, 0))
+        server.settimeout(1.0)
+        port = server.getsockname()[1]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        # Rank variables of this process (set for an in-process trainer) must not leak into the launcher's ranks.
+        env = {k: v for k, v in os.environ.items() if k not in _RANK_VARS}
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(
+            self.launcher_command(port, token),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group: close() can stop every rank it spawned
+        )
+        try:
+            self._accept(server, token)
+            init = {
+                "model": self.model_cfg.model_dump(mode="json"),
+                "rollout": self.rollout_cfg.model_dump(mode="json"),
+                "trainer": self.trainer_cfg.model_dump(mode="json"),
+            }
+            self.info = self._request_each("init", [init] * len(self.socks), self.start_timeout_s, raw_key="init")
+        except BaseException:
+            self.close(force=True)
+            raise
+        finally:
+            server.close()
+        return self
+
+    def _accept(self, server: socket.socket, token: str) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        expected: int | None = None
+        while expected is None or len(self.socks) < expected:
+            self._check_launcher()
+            if time.monotonic() > deadline:
+                raise WorkerError(
+                    None, f"only {len(self.socks)} workers connected within {self.start_timeout_s}s", self.log_tail()
+                )
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(60)
+            hello = recv_msg(conn)
+            if hello.get("token") != token:
+                conn.close()  # not one of ours
+                continue
+            conn.settimeout(None)
+            self.socks[int(hello["hello"])] = conn
+            expected = expected or self._expected_world()
+        self.readers = {r: FrameReader(s) for r, s in self.socks.items()}
+
+    def _expected_world(self) -> int:
+        if self.trainer_cfg.hostfile is None:
+            return self.trainer_cfg.num_workers
+        slots = 0  # hostfile lines: "host slots=N"
+        for line in Path(self.trainer_cfg.hostfile).read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line:
+                slots += int(line.split("slots=")[1]) if "slots=" in line else 1
+        return slots
+
+    def _check_launcher(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise WorkerError(None, f"the deepspeed launcher exited with code {self.proc.returncode}", self.log_tail())
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the workers printed (stdout and stderr of all ranks)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def close(self, *, force: bool = False, grace_s: float = 10.0) -> None:
+        """Stop the workers: a polite shutdown command, then SIGTERM/SIGKILL to the launcher's process group."""
+        if not force and self.socks and self.proc is not None and self.proc.poll() is None:
+            try:
+                self._request_each("shutdown", [{}] * len(self.socks), grace_s)
+            except (WorkerError, OSError):
+                pass
+        for s in self.socks.values():
+            s.close()
+        self.socks, self.readers = {}, {}
+        if self.proc is not None:
+            self._stop_process_group(grace_s)
+            self.proc = None
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+
+    def _stop_process_group(self, grace_s: float) -> None:
+        assert self.proc is not None
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=grace_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> PolicyWorkers:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(force=exc[0] is not None)
+
+    @property
+    def world_size(self) -> int:
+        """Number of ranks in the group."""
+        return len(self.socks)
+
+    # ---- commands ------------------------------------------------------------------------------------------------
+
+    def _request_each(
+        self, cmd: str, args: Sequence[dict[str, Any]], timeout_s: float, raw_key: str | None = None
+    ) -> list[Any]:
+        """Send rank r `args[r]`; wait for every reply or the first failure."""
+        if not self.socks:
+            raise WorkerError(None, "the worker group is not running (closed, or stopped after an error)")
+        for rank, sock in self.socks.items():
+            send_msg(sock, {raw_key: args[rank]} if raw_key else {"cmd": cmd, "args": args[rank]})
+        replies: dict[int, Any] = {}
+        sel = selectors.DefaultSelector()
+        for rank, sock in self.socks.items():
+            sel.register(sock, selectors.EVENT_READ, rank)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(replies) < len(self.socks):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    waiting = sorted(set(self.socks) - set(replies))
+                    raise WorkerError(
+                        waiting[0], f"'{cmd}' timed out after {timeout_s:.0f}s (ranks {waiting})", self.log_tail()
+                    )
+                for key, _ in sel.select(timeout=min(left, 1.0)):
+                    rank = key.data
+                    try:
+                        msgs = self.readers[rank].feed()
+                    except (ChannelClosed, OSError) as err:
+                        time.sleep(0.5)  # let the launcher log the dying rank's last words
+                        raise WorkerError(
+                            rank, f"connection lost during '{cmd}' ({err}); the process died", self.log_tail()
+                        ) from err
+                    for msg in msgs:
+                        if not msg.get("ok"):
+                            raise WorkerError(int(msg.get("rank", rank)), msg.get("error", "unknown error"))
+                        replies[rank] = msg.get("result")
+                        sel.unregister(self.socks[rank])
+                if len(replies) < len(self.socks):
+                    self._check_launcher()
+        except BaseException:
+            self.close(force=True)  # a failed collective leaves the group in an unknown state
+            raise
+        finally:
+            sel.close()
+        return [replies[r] for r in sorted(replies)]
+
+    def ping(self) -> list[dict[str, Any]]:
+        """Each rank's identity (rank, pid, host, device, ZeRO stage, backend, step)."""
+        return self._request_each("ping", [{}] * self.world_size, 60)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
+        """Rollouts with the current weights; the prompts are split evenly over the ranks, order is kept."""
+        w = self.world_size
+        per = -(-len(prompts) // w) if prompts else 0
+        shards = [list(prompts[r * per : (r + 1) * per]) for r in range(w)]
+        real = [len(s) for s in shards]
+        if self.info and self.info[0].get("zero_stage") == 3 and w > 1 and prompts:
+            # ZeRO-3 generation is collective: every rank must run the same number of batches.
+            shards = [s + [prompts[0]] * (per - len(s)) for s in shards]
+        payload = [{"prompts": s, "params": params.to_dict()} for s in shards]
+        results = self._request_each("generate", payload, self.trainer_cfg.worker_timeout_s)
+        return [PromptOutput.from_dict(d) for r, res in enumerate(results) for d in res[: real[r]]]
+
+    def train_step(self, records: Sequence[SequenceRecord]) -> dict[str, float]:
+        """One optimiser step on all `records` (any mix of groups); returns the step's metrics."""
+        shards = shard_records(records, self.world_size)
+        mbs = self.trainer_cfg.micro_batch_size
+        total = sum(len(r.completion_token_ids) for r in records)
+        n_micro = max(-(-len(s) // mbs) for s in shards) or 1
+        payload = [
+            {"records": [r.to_dict() for r in s], "total_tokens": total, "num_micro_batches": n_micro} for s in shards
+        ]
+        return summarize(self._request_each("train_step", payload, self.trainer_cfg.worker_timeout_s))
+
+    def compute_logprobs(self, records: Sequence[SequenceRecord]) -> list[list[float]]:
+        """Current log-probs of each record's completion tokens (computed on rank 0's copy, every rank joins)."""
+        payload = [{"records": [r.to_dict() for r in records] if k == 0 else []} for k in range(self.world_size)]
+        if self.info and self.info[0].get("zero_stage") == 3:
+            payload = [{"records": [r.to_dict() for r in records]}] * self.world_size  # forward is collective
+        return self._request_each("logprobs", payload, self.trainer_cfg.worker_timeout_s)[0]
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Checkpoint every rank's state into `path` (one folder)."""
+        res = self._request_each(
+            "save_checkpoint", [{"path": str(path)}] * self.world_size, self.trainer_cfg.worker_timeout_s
+        )
+        return Path(res[0])
+
+    def load_checkpoint(self, path: str | Path) -> int:
+        """Resume every rank from `path`; returns the restored step."""
+        res = self._request_each(
+            "load_checkpoint", [{"path": str(path)}] * self.world_size, self.trainer_cfg.worker_timeout_s
+        )
+        return int(res[0])

@@ -1,0 +1,179 @@
+"""The worker process: one rank of the policy, started by the `deepspeed` launcher, alive across iterations.
+
+It connects back to the orchestrator's command channel, receives its configuration, builds the DeepSpeed trainer
+(and, on a GPU with vllm, a vLLM engine fed from it), then serves commands until told to stop. Any exception is
+sent back with its traceback and rank before the process exits: after a failed collective the group's state is
+unknown, so the orchestrator restarts the group rather than reuse it.
+
+Run by the launcher as:
+    deepspeed [launcher options] --module azr_core.policy.trainer.workers --connect HOST:PORT --token T
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+
+def _connect(address: str, timeout_s: float) -> socket.socket:
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return socket.create_connection((host, int(port)), timeout=30)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _share_cpu_threads() -> None:
+    # CPU ranks on one node would each start one thread per core and fight over them: split the cores instead.
+    import torch
+
+    local = int(os.environ.get("LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if not torch.cuda.is_available() and local > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+
+
+class Worker:
+    """Holds the trainer and the rollout backend of one rank, and executes commands on them."""
+
+    def __init__(self, init: dict[str, Any]) -> None:
+        from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
+        from azr_core.policy.rollout import resolve_backend_name
+        from azr_core.policy.trainer.engine import PolicyTrainer
+
+        self.model_cfg = ModelConfig.model_validate(init["model"])
+        self.rollout_cfg = RolloutConfig.model_validate(init["rollout"])
+        self.trainer_cfg = TrainerConfig.model_validate(init["trainer"])
+        _share_cpu_threads()
+        self.trainer = PolicyTrainer(self.model_cfg, self.trainer_cfg, progress=self._progress)
+        self.backend_name = resolve_backend_name(self.rollout_cfg)
+        self.backend = self._make_backend()
+
+    def _progress(self, msg: str) -> None:
+        print(f"[rank {os.environ.get('RANK', '?')}] {msg}", flush=True)
+
+    def _make_backend(self):
+        if self.backend_name == "vllm":
+            from azr_core.policy.model import resolve_dtype, resolve_model_path
+            from azr_core.policy.rollout.vllm import VLLMBackend
+
+            path = resolve_model_path(self.model_cfg, progress=self._progress)
+            dtype = str(resolve_dtype(self.model_cfg.dtype, self.trainer.device)).removeprefix("torch.")
+            # external_launcher: the engine lives in this rank's process and reuses the launcher's torch.distributed
+            # world (vLLM's documented way to colocate with torchrun-style training); each rank samples its shard.
+            backend = VLLMBackend(
+                path,
+                self.rollout_cfg,
+                dtype=dtype,
+                seed=self.trainer_cfg.seed + self.trainer.rank,
+                distributed_executor_backend="external_launcher",
+            )
+            backend.sync_weights(self.trainer.named_weights())  # serve exactly the trainer's weights from step 0
+            return backend
+        from azr_core.policy.rollout.hf import HFBackend
+
+        # The trainer's own module: generation always reads the latest weights, no copy, no sync.
+        return HFBackend(
+            self.trainer.module,
+            self.trainer.tokenizer,
+            batch_size=self.rollout_cfg.batch_size,
+            shares_trainer_weights=True,
+            synced_gpus=self.trainer.zero_stage == 3 and self.trainer.world_size > 1,
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Who this rank is: the orchestrator logs it and tests use the pid."""
+        return {
+            "rank": self.trainer.rank,
+            "world_size": self.trainer.world_size,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "device": str(self.trainer.device),
+            "zero_stage": self.trainer.zero_stage,
+            "backend": self.backend_name,
+            "step": self.trainer.step,
+        }
+
+    def handle(self, cmd: str, args: dict[str, Any]) -> Any:
+        """Execute one command; the result is plain data."""
+        from azr_core.policy.rollout.base import SamplingParams
+        from azr_core.policy.trainer.engine import SequenceRecord
+
+        if cmd == "ping":
+            return self.info()
+        if cmd == "generate":
+            p = args["params"]
+            seed = None if p["seed"] is None else p["seed"] + 1_000_003 * self.trainer.rank  # distinct per rank
+            params = SamplingParams(**{**p, "stop": tuple(p["stop"]), "seed": seed})
+            return [o.to_dict() for o in self.backend.generate(args["prompts"], params)]
+        if cmd == "train_step":
+            records = [SequenceRecord.from_dict(r) for r in args["records"]]
+            sums = self.trainer.train_step(
+                records, total_tokens=args["total_tokens"], num_micro_batches=args["num_micro_batches"]
+            )
+            self.backend.sync_weights(self.trainer.named_weights())
+            return sums
+        if cmd == "logprobs":
+            return self.trainer.compute_logprobs([SequenceRecord.from_dict(r) for r in args["records"]])
+        if cmd == "save_checkpoint":
+            return str(self.trainer.save_checkpoint(args["path"]))
+        if cmd == "load_checkpoint":
+            self.trainer.load_checkpoint(args["path"])
+            self.backend.sync_weights(self.trainer.named_weights())
+            return self.trainer.step
+        raise ValueError(f"unknown command {cmd!r}")
+
+
+def serve(address: str, token: str, connect_timeout_s: float = 600.0) -> int:
+    """Connect, build the worker, serve commands; returns the process exit code."""
+    from azr_core.policy.trainer.protocol import ChannelClosed, recv_msg, send_msg
+
+    rank = int(os.environ.get("RANK", "0"))
+    sock = _connect(address, connect_timeout_s)
+    sock.settimeout(None)
+    send_msg(sock, {"hello": rank, "token": token, "pid": os.getpid(), "host": socket.gethostname()})
+    try:
+        worker = Worker(recv_msg(sock)["init"])
+        send_msg(sock, {"ok": True, "result": worker.info()})
+    except Exception:
+        send_msg(sock, {"ok": False, "rank": rank, "error": traceback.format_exc()})
+        return 1
+    while True:
+        try:
+            msg = recv_msg(sock)
+        except ChannelClosed:
+            return 0  # the orchestrator went away: nothing left to serve
+        if msg.get("cmd") == "shutdown":
+            send_msg(sock, {"ok": True, "result": None})
+            return 0
+        try:
+            result = worker.handle(msg["cmd"], msg.get("args", {}))
+        except Exception:
+            send_msg(sock, {"ok": False, "rank": rank, "error": traceback.format_exc()})
+            return 1
+        send_msg(sock, {"ok": True, "result": result})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point under the launcher (which appends --local_rank)."""
+    parser = argparse.ArgumentParser(description="AZR policy worker (one rank)")
+    parser.add_argument("--connect", required=True, help="HOST:PORT of the orchestrator's command channel")
+    parser.add_argument("--token", default="", help="shared secret that proves the worker to the orchestrator")
+    parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
+    args, _unknown = parser.parse_known_args(argv)
+    code = serve(args.connect, args.token)
+    sys.stdout.flush()
+    # Skip interpreter teardown: torch.distributed / DeepSpeed atexit hooks can block on a peer that already left.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""From completions to tasks and answers: parse proposals, validate them on the executor, parse solver answers.
+
+Nothing here raises on a malformed completion: every failure becomes a recorded reason (a format failure, a missing
+block, an input that is not a literal argument list, a program the executor refused), so one bad sample never stops
+a batch. Reasons read `category: detail` like the executor's, so history queries can group on the category. The
+proposer reward reads `format_ok` and `valid` from the outcome.
+
+`lenient=True` looks for the fenced blocks anywhere in the completion when the `<think>`/`<answer>` format is broken,
+so a small model's valid program can still enter the buffers; its format failure is still recorded (and penalised).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from azr_core.executor.executor import GradeRequest
+from azr_core.parsing import InputError, extract_fenced, parse_call_args, split_think_answer
+from azr_core.task_types import Task, TaskType
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A parsed proposal, not yet run. `reason` is None when it parsed and can go to the executor."""
+
+    task_type: TaskType
+    format_ok: bool
+    program: str | None = None
+    input: str | None = None  # deduction / abduction
+    inputs: tuple[str, ...] = ()  # induction: distinct inputs that parse as call arguments, at most N
+    message: str | None = None  # induction
+    reason: str | None = None
+    reference_ids: tuple[str, ...] = ()
+
+    @property
+    def parsed(self) -> bool:
+        """True when the candidate is complete enough to run."""
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class ProposalOutcome:
+    """A proposal after validation: the task it yields (or None) and why not."""
+
+    candidate: Candidate
+    valid: bool
+    reason: str | None
+    task: Task | None = None
+    output: str | None = None  # deduction / abduction: the gold output
+    outputs: tuple[str | None, ...] = field(default_factory=tuple)  # induction: per input, None where it failed
+
+
+@dataclass(frozen=True)
+class SolverAnswer:
+    """A solver completion reduced to the text to grade: an output literal, an input, or a program."""
+
+    format_ok: bool
+    answer: str | None
+    reason: str | None = None
+
+
+class ValidationResultLike(Protocol):
+    valid: bool
+    output: str | None
+    reason: str | None
+
+
+class ValidatingExecutor(Protocol):
+    def validate_many(self, items: Sequence[tuple[str, str]]) -> Sequence[ValidationResultLike]: ...
+
+
+def _answer_region(completion: str, *, think_prefilled: bool, lenient: bool) -> tuple[bool, str | None]:
+    """(format_ok, the text to search for fenced blocks, or None when the format is broken and not lenient)."""
+    parsed = split_think_answer(completion or "", think_prefilled=think_prefilled)
+    if parsed.format_ok:
+        return True, parsed.answer or ""
+    if not lenient:
+        return False, None
+    close = (completion or "").find("</think>")
+    return False, (completion or "")[close + len("</think>") :] if close >= 0 else (completion or "")
+
+
+FORMAT_REASON = "format: expected <think>...</think> then one <answer>...</answer>"
+
+
+def parse_proposal(
+    task_type: TaskType | str,
+    completion: str,
+    *,
+    n_inputs: int = 10,
+    reference: Task | None = None,
+    reference_ids: Sequence[str] = (),
+    think_prefilled: bool = True,
+    lenient: bool = False,
+) -> Candidate:
+    """Turn a proposer completion into a Candidate (deduction/abduction: program + input; induction: inputs + message).
+
+    For induction, `reference` is the program the proposer was shown; the candidate runs on it.
+
+    >>> text = "plan</think><answer>```python\\ndef f(x):\\n    return x*2\\n```\\n```input\\n3\\n```</answer>"
+    >>> c = parse_proposal("deduction", text)
+    >>> (c.format_ok, c.program, c.input, c.reason)
+    (True, 'def f(x):\\n    return x*2', '3', None)
+    >>> parse_proposal("abduction", "no tags at all").reason
+    'format: expected <think>...</think> then one <answer>...</answer>'
+    """
+    task_type = TaskType(task_type)
+    refs = tuple(reference_ids)
+    format_ok, region = _answer_region(completion, think_prefilled=think_prefilled, lenient=lenient)
+    if region is None:
+        return Candidate(task_type, False, reason=FORMAT_REASON, reference_ids=refs)
+    if task_type is TaskType.INDUCTION:
+        return _parse_induction(region, format_ok, n_inputs, reference, refs)
+    programs = extract_fenced(region, "python")
+    inputs = extract_fenced(region, "input")
+    base = Candidate(task_type, format_ok, reference_ids=refs)
+    if not programs:
+        return _with(base, reason="parse: missing ```python block")
+    program = programs[0]
+    if not inputs:
+        return _with(base, program=program, reason="parse: missing ```input block")
+    inp = inputs[0].strip()
+    try:
+        parse_call_args(inp)
+    except InputError as exc:
+        return _with(base, program=program, input=inp, reason=f"input: {exc}")
+    return _with(base, program=program, input=inp)
+
+
+def _parse_induction(
+    region: str, format_ok: bool, n_inputs: int, reference: Task | None, refs: tuple[str, ...]
+) -> Candidate:
+    base = Candidate(TaskType.INDUCTION, format_ok, reference_ids=refs)
+    if reference is None:
+        return _with(base, reason="parse: induction proposal without a reference program")
+    base = _with(base, program=reference.program)
+    seen: list[str] = []
+    for raw in extract_fenced(region, "input"):
+        text = raw.strip()
+        if text in seen:
+            continue
+        try:
+            parse_call_args(text)
+        except InputError:
+            continue  # one bad input costs that pair only; too few good ones fail below
+        seen.append(text)
+        if len(seen) == n_inputs:
+            break
+    messages = extract_fenced(region, "message")
+    message = messages[0].strip() if messages else None
+    base = _with(base, inputs=tuple(seen), message=message)
+    if not seen:
+        return _with(base, reason="parse: no ```input block holds a valid argument list")
+    if not message:
+        return _with(base, reason="parse: missing ```message block")
+    if reference.program.strip() in message:
+        return _with(base, reason="message: reveals the program")
+    return base
+
+
+def _with(c: Candidate, **changes: Any) -> Candidate:
+    return Candidate(**{**c.__dict__, **changes})
+
+
+def split_induction_pairs(
+    pairs: Sequence[tuple[str, str]], shown_fraction: float, rng: random.Random
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Shuffle valid (input, output) pairs and split them: at least one shown and one held out.
+
+    The shuffle keeps the proposer from choosing which pairs are held out.
+    """
+    if len(pairs) < 2:
+        raise ValueError("need at least two pairs to split")
+    order = list(pairs)
+    rng.shuffle(order)
+    n_shown = min(len(order) - 1, max(1, round(len(order) * shown_fraction)))
+    return order[:n_shown], order[n_shown:]
+
+
+def validate_candidates(
+    executor: ValidatingExecutor,
+    candidates: Sequence[Candidate],
+    *,
+    iteration: int,
+    rng: random.Random,
+    shown_fraction: float = 0.5,
+    min_induction_inputs: int = 2,
+    proposal_ids: Sequence[str | None] | None = None,
+) -> list[ProposalOutcome]:
+    """Run every parsed candidate on the executor (one `validate_many` call for the whole batch) and build tasks.
+
+    deduction/abduction: the program runs on its input; the output becomes the gold answer.
+    induction: the reference program runs on each input; the valid pairs are split shown / held out, and the task
+    needs at least `min_induction_inputs` valid pairs.
+    """
+    ids = list(proposal_ids) if proposal_ids is not None else [None] * len(candidates)
+    requests: list[tuple[str, str]] = []
+    spans: list[tuple[int, int]] = []
+    for c in candidates:
+        start = len(requests)
+        if c.parsed and c.program is not None:
+            requests.extend((c.program, inp) for inp in (c.inputs if c.task_type is TaskType.INDUCTION else (c.input,)))
+        spans.append((start, len(requests)))
+    results = list(executor.validate_many(requests)) if requests else []
+    if len(results) != len(requests):
+        raise RuntimeError(f"executor returned {len(results)} results for {len(requests)} programs")
+    outcomes = []
+    for c, (start, end), pid in zip(candidates, spans, ids, strict=True):
+        if not c.parsed:
+            outcomes.append(ProposalOutcome(c, valid=False, reason=c.reason))
+        elif c.task_type is TaskType.INDUCTION:
+            outcomes.append(_induction_outcome(c, results[start:end], iteration, rng, shown_fraction,
+                                               min_induction_inputs, pid))  # fmt: skip
+        else:
+            res = results[start]
+            if not res.valid:
+                outcomes.append(ProposalOutcome(c, valid=False, reason=res.reason or "execution: invalid"))
+                continue
+            task = Task(c.task_type, c.program or "", c.input, res.output, iteration=iteration,
+                        proposal_id=pid, reference_ids=c.reference_ids)  # fmt: skip
+            outcomes.append(ProposalOutcome(c, valid=True, reason=None, task=task, output=res.output))
+    return outcomes
+
+
+def _induction_outcome(
+    c: Candidate,
+    results: Sequence[ValidationResultLike],
+    iteration: int,
+    rng: random.Random,
+    shown_fraction: float,
+    min_inputs: int,
+    pid: str | None,
+) -> ProposalOutcome:
+    outputs = tuple(r.output if r.valid else None for r in results)
+    pairs = [(i, o) for i, o in zip(c.inputs, outputs, strict=True) if o is not None]
+    if len(pairs) < max(2, min_inputs):
+        failures = "; ".join(sorted({str(r.reason) for r in results if not r.valid}))[:300]
+        reason = f"induction: {len(pairs)} valid inputs, need {max(2, min_inputs)}" + (
+            f" ({failures})" if failures else ""
+        )
+        return ProposalOutcome(c, valid=False, reason=reason, outputs=outputs)
+    shown, held = split_induction_pairs(pairs, shown_fraction, rng)
+    task = Task(
+        TaskType.INDUCTION,
+        c.program or "",
+        shown_inputs=tuple(i for i, _ in shown),
+        shown_outputs=tuple(o for _, o in shown),
+        held_inputs=tuple(i for i, _ in held),
+        held_outputs=tuple(o for _, o in held),
+        message=c.message,
+        iteration=iteration,
+        proposal_id=pid,
+        reference_ids=c.reference_ids,
+    )
+    return ProposalOutcome(c, valid=True, reason=None, task=task, outputs=outputs)
+
+
+_ANSWER_TAG = {TaskType.DEDUCTION: "output", TaskType.ABDUCTION: "input", TaskType.INDUCTION: "python"}
+
+
+def parse_answer(
+    task_type: TaskType | str, completion: str, *, think_prefilled: bool = True, lenient: bool = False
+) -> SolverAnswer:
+    """Reduce a solver completion to its answer text: the ```output / ```input / ```python block of the answer,
+    or the bare answer text when it holds no such block.
+
+    A broken format gives format_ok=False (the reward is -1 whatever the answer); the answer is still extracted
+    when `lenient`, for the record.
+
+    >>> parse_answer("deduction", "x doubles</think><answer>```output\\n[1, 2]\\n```</answer>")
+    SolverAnswer(format_ok=True, answer='[1, 2]', reason=None)
+    >>> parse_answer("abduction", "<answer>1</answer>").format_ok
+    False
+    """
+    task_type = TaskType(task_type)
+    format_ok, region = _answer_region(completion, think_prefilled=think_prefilled, lenient=lenient)
+    if region is None:
+        return SolverAnswer(False, None, FORMAT_REASON)
+    blocks = extract_fenced(region, _ANSWER_TAG[task_type])
+    text = blocks[0].strip() if blocks else region.strip()
+    if not format_ok and not blocks:
+        text = ""  # lenient mode takes only an explicit block from a broken completion, not arbitrary text
+    if not text:
+        return SolverAnswer(format_ok, None, f"parse: empty answer (no ```{_ANSWER_TAG[task_type]} block)")
+    return SolverAnswer(format_ok, text, None if format_ok else FORMAT_REASON)
+
+
+def grade_request(task: Task, answer: str) -> GradeRequest:
+    """What the executor needs to grade `answer` to `task`: induction is graded on the held-out pairs only."""
+    if task.task_type is TaskType.INDUCTION:
+        tests = list(zip(task.held_inputs, task.held_outputs, strict=True))
+        return GradeRequest("induction", answer, tests=tests)
+    return GradeRequest(str(task.task_type), answer, program=task.program, input=task.input, output=task.output)  # type: ignore[arg-type]
+
+
+def proposal_row(
+    outcome: ProposalOutcome,
+    proposal_id: str,
+    *,
+    stage: str = "propose",
+    duplicate: bool = False,
+    task_id: str | None = None,
+    solve_rate: float | None = None,
+    n_solves: int = 0,
+    reward: float | None = None,
+) -> dict[str, Any]:
+    """A row of the `proposals` table for one outcome (valid or not). `task_id` overrides the outcome's task id,
+    e.g. with the id of the existing task an exact duplicate matched (the same id, by construction)."""
+    c = outcome.candidate
+    return {
+        "proposal_id": proposal_id,
+        "task_type": str(c.task_type),
+        "stage": stage,
+        "format_ok": c.format_ok,
+        "valid": outcome.valid,
+        "reason": outcome.reason,
+        "program": c.program,
+        "input": c.input,
+        "output": outcome.output,
+        "inputs": list(c.inputs),
+        "message": c.message,
+        "task_id": task_id or (outcome.task.task_id if outcome.task else None),
+        "duplicate": duplicate,
+        "reference_ids": list(c.reference_ids),
+        "solve_rate": solve_rate,
+        "n_solves": n_solves,
+        "reward": reward,
+    }

@@ -1,0 +1,371 @@
+"""The local stack: a Prefect server, a process work pool and its worker, and an MLflow UI, all on 127.0.0.1.
+
+    up(StackSettings.resolve())    # idempotent: starts what is not running, waits until each service is healthy
+    status(settings)               # one ServiceStatus per service
+    down(settings)                 # stop each service's whole process tree (flow runs included), verified
+
+Everything lives in one state folder (`$AZR_STATE_DIR`, else `.azr/stack/` at the repo root): `stack.json` (the
+ports and pool the stack was brought up with), `run/<service>.json` (pid and start time, so a recycled pid is never
+mistaken for ours), `logs/<service>.log`, the Prefect home with its SQLite database, `mlflow.db`, the MLflow artifacts
+and `env.sh` for scripts to source. Prefect and MLflow are started through their CLIs: this module never imports
+them, so it stays quick and framework-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from azr_core.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
+from azr_core.store.atomic import atomic_write_text
+
+HOST = "127.0.0.1"  # every service binds loopback only
+DEFAULT_PREFECT_PORT = 4200
+DEFAULT_MLFLOW_PORT = 5000
+DEFAULT_POOL = "azr-pool"
+WORKER_NAME = "azr-worker"
+SERVICES = ("prefect-server", "mlflow-ui", "prefect-worker")  # start order; stopped in reverse (worker first)
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+class StackError(RuntimeError):
+    """A service failed to start, stop or answer; the message says which and shows its log tail."""
+
+
+def repo_root() -> Path | None:
+    """The checkout this package runs from (editable install), or None for an installed wheel."""
+    return _PACKAGE_ROOT if (_PACKAGE_ROOT / "pyproject.toml").is_file() else None
+
+
+def resolve_state_dir(explicit: str | Path | None = None) -> Path:
+    """The state folder: `explicit`, else $AZR_STATE_DIR, else `<repo>/.azr/stack` (or `./.azr/stack`)."""
+    chosen = explicit or os.environ.get("AZR_STATE_DIR")
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    return ((repo_root() or Path.cwd()) / ".azr" / "stack").resolve()
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the stack lives and which ports and pool it uses."""
+
+    state_dir: Path
+    prefect_port: int = DEFAULT_PREFECT_PORT
+    mlflow_port: int = DEFAULT_MLFLOW_PORT
+    pool: str = DEFAULT_POOL
+
+    @classmethod
+    def resolve(
+        cls,
+        state_dir: str | Path | None = None,
+        prefect_port: int | None = None,
+        mlflow_port: int | None = None,
+        pool: str | None = None,
+    ) -> StackSettings:
+        """Arguments win, then the values the stack was last brought up with (`stack.json`), then the defaults."""
+        root = resolve_state_dir(state_dir)
+        saved: dict[str, object] = {}
+        if (root / "stack.json").is_file():
+            saved = json.loads((root / "stack.json").read_text(encoding="utf-8"))
+        return cls(
+            state_dir=root,
+            prefect_port=int(prefect_port or saved.get("prefect_port") or DEFAULT_PREFECT_PORT),  # type: ignore[arg-type]
+            mlflow_port=int(mlflow_port or saved.get("mlflow_port") or DEFAULT_MLFLOW_PORT),  # type: ignore[arg-type]
+            pool=str(pool or saved.get("pool") or DEFAULT_POOL),
+        )
+
+    @property
+    def prefect_url(self) -> str:
+        return f"http://{HOST}:{self.prefect_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_url}/api"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+    @property
+    def mlflow_db_uri(self) -> str:
+        return f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    def log_path(self, service: str) -> Path:
+        return self.state_dir / "logs" / f"{service}.log"
+
+    def pid_path(self, service: str) -> Path:
+        return self.state_dir / "run" / f"{service}.json"
+
+    def url(self, service: str) -> str:
+        return self.mlflow_url if service == "mlflow-ui" else self.prefect_url
+
+    def user_env(self) -> dict[str, str]:
+        """What a user's shell needs to talk to this stack (also written to `env.sh`)."""
+        return {"PREFECT_API_URL": self.prefect_api_url, "MLFLOW_TRACKING_URI": self.mlflow_url,
+                "AZR_STATE_DIR": str(self.state_dir)}  # fmt: skip
+
+
+@dataclass
+class ServiceStatus:
+    """One service as `azr status` shows it."""
+
+    name: str
+    state: str  # running | unhealthy | stopped
+    pid: int | None
+    url: str
+    log: Path
+    detail: str = field(default="")
+
+    def line(self) -> str:
+        pid = f"pid {self.pid}" if self.pid else "pid -"
+        extra = f"  ({self.detail})" if self.detail else ""
+        return f"{self.name:<15} {self.state:<9} {pid:<10} {self.url:<24} log {self.log}{extra}"
+
+
+# ---- HTTP and processes --------------------------------------------------------------------------------------------
+
+
+def _http(url: str, *, body: dict[str, object] | None = None, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, text) of a GET (or a JSON POST when `body`); status 0 when nothing answers."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we build
+            return resp.status, resp.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def _bin(name: str) -> str:
+    """A console script of this virtualenv (beside the running python), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+# ---- the services --------------------------------------------------------------------------------------------------
+
+
+def _base_env(settings: StackSettings) -> dict[str, str]:
+    prefect_home = settings.state_dir / "prefect"
+    env = dict(os.environ)
+    env.update({
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_API_URL": settings.prefect_api_url,
+        # Explicit so that a PREFECT_API_DATABASE_CONNECTION_URL in the user's environment cannot redirect it.
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "AZR_STATE_DIR": str(settings.state_dir),
+        "PYTHONUNBUFFERED": "1",
+    })  # fmt: skip
+    return env
+
+
+def _command(settings: StackSettings, service: str) -> tuple[list[str], dict[str, str]]:
+    env = _base_env(settings)
+    if service == "prefect-server":
+        cmd = [_bin("prefect"), "--no-prompt", "server", "start", "--host", HOST, "--port", str(settings.prefect_port)]
+    elif service == "prefect-worker":
+        cmd = [_bin("prefect"), "--no-prompt", "worker", "start", "--pool", settings.pool, "--type", "process",
+               "--name", WORKER_NAME]  # fmt: skip
+        env["PREFECT_WORKER_QUERY_SECONDS"] = "1"  # default 10 s: a run would wait up to that long to start
+        # Flow runs track straight into the SQLite store: they must not depend on the UI process being up.
+        env["MLFLOW_TRACKING_URI"] = settings.mlflow_db_uri
+    elif service == "mlflow-ui":
+        # `mlflow ui --workers 1`: one uvicorn worker instead of four.
+        # Artifacts are local files: the tracker writes them directly, the UI reads them from the same folder.
+        cmd = [_bin("mlflow"), "ui", "--backend-store-uri", settings.mlflow_db_uri,
+               "--default-artifact-root", (settings.state_dir / "mlflow-artifacts").as_uri(), "--no-serve-artifacts",
+               "--host", HOST, "--port", str(settings.mlflow_port), "--workers", "1"]  # fmt: skip
+        # Job execution serves GenAI scorers only; on it starts a job runner and seven huey consumers (~1 GB).
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    else:
+        raise ValueError(f"unknown service {service!r}")
+    return cmd, env
+
+
+def _worker_online(settings: StackSettings) -> tuple[bool, str]:
+    code, text = _http(f"{settings.prefect_api_url}/work_pools/{settings.pool}/workers/filter", body={})
+    if code != 200:
+        return False, f"work pool {settings.pool!r} not listed by the API (HTTP {code})"
+    online = [w for w in json.loads(text) if w.get("name") == WORKER_NAME and w.get("status") == "ONLINE"]
+    return bool(online), "" if online else f"worker {WORKER_NAME!r} not yet ONLINE in pool {settings.pool!r}"
+
+
+def _healthy(settings: StackSettings, service: str) -> tuple[bool, str]:
+    """(ready, why not) from the service's own health answer."""
+    if service == "prefect-server":
+        code, _ = _http(f"{settings.prefect_api_url}/health")
+        return code == 200, f"{settings.prefect_api_url}/health answered {code or 'nothing'}"
+    if service == "mlflow-ui":
+        code, _ = _http(f"{settings.mlflow_url}/health")
+        return code == 200, f"{settings.mlflow_url}/health answered {code or 'nothing'}"
+    return _worker_online(settings)
+
+
+def _spawn(settings: StackSettings, service: str) -> psutil.Process:
+    cmd, env = _command(settings, service)
+    # cwd: the repo, so that flow runs the worker starts resolve relative paths (configs, runs/) there.
+    return spawn_detached(cmd, env=env, log=settings.log_path(service), pid_file=settings.pid_path(service),
+                          cwd=repo_root() or Path.cwd())  # fmt: skip
+
+
+def _wait_ready(settings: StackSettings, service: str, proc: psutil.Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive(proc):
+            raise StackError(f"{service} exited while starting; log {settings.log_path(service)}:\n"
+                             f"{log_tail(settings.log_path(service))}")  # fmt: skip
+        ok, why = _healthy(settings, service)
+        if ok:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"{service} not healthy after {timeout:.0f} s ({why}); log {settings.log_path(service)}:"
+                             f"\n{log_tail(settings.log_path(service))}")  # fmt: skip
+        time.sleep(0.25)
+
+
+def _check_pool(settings: StackSettings, timeout: float) -> str:
+    """'exists' or 'created by the worker' (`worker start --type process` creates a missing pool with the process
+    worker's default job template, as `prefect work-pool create --type process` would, without another CLI start).
+    """
+    deadline = time.monotonic() + timeout
+    while True:  # a server that just turned healthy can still be too busy to answer on 2 loaded cores
+        code, text = _http(f"{settings.prefect_api_url}/work_pools/{settings.pool}", timeout=10.0)
+        if code != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if code == 200:
+        kind = json.loads(text).get("type")
+        if kind != "process":
+            raise StackError(f"work pool {settings.pool!r} exists with type {kind!r}, not 'process': pick another "
+                             "name with --pool")  # fmt: skip
+        return "exists"
+    if code != 404:
+        raise StackError(f"reading work pool {settings.pool!r} failed: HTTP {code or 'no answer'} {text[:200]}")
+    return "created by the worker"
+
+
+@contextlib.contextmanager
+def _locked(settings: StackSettings) -> Iterator[None]:
+    """One `azr up`/`azr down` at a time per state folder."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.state_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_env_file(settings: StackSettings) -> Path:
+    """`<state>/env.sh`: `source` it to point Prefect and MLflow clients at this stack."""
+    lines = ["# Written by `azr up`. Use: source " + shlex.quote(str(settings.state_dir / "env.sh"))]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in settings.user_env().items()]
+    lines += [f"# Prefect UI: {settings.prefect_url}   MLflow UI: {settings.mlflow_url}"]
+    return atomic_write_text(settings.state_dir / "env.sh", "\n".join(lines) + "\n", fsync=False)
+
+
+def up(settings: StackSettings, *, timeout: float = 120.0, echo: Callable[[str], None] = print) -> list[ServiceStatus]:
+    """Start every service that is not running and healthy, wait for each, write env.sh; idempotent."""
+    with _locked(settings):
+        running = {s: p for s in SERVICES if (p := recorded_process(settings.pid_path(s))) is not None}
+        saved_path = settings.state_dir / "stack.json"
+        if running and saved_path.is_file():
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+            mine = {k: v for k, v in asdict(settings).items() if k != "state_dir"}
+            if any(saved.get(k) != v for k, v in mine.items()):
+                raise StackError(f"the stack in {settings.state_dir} runs with {saved}; run `azr down` first to "
+                                 f"bring it up with {mine}")  # fmt: skip
+        for service, port in (("prefect-server", settings.prefect_port), ("mlflow-ui", settings.mlflow_port)):
+            if service not in running and _port_in_use(port):
+                raise StackError(f"port {port} on {HOST} is in use by a process this stack did not start: stop it "
+                                 f"or pick another port for {service}")  # fmt: skip
+        atomic_write_text(saved_path, json.dumps({k: v for k, v in asdict(settings).items() if k != "state_dir"})
+                          + "\n", fsync=False)  # fmt: skip
+        t0 = time.monotonic()
+        started: dict[str, psutil.Process] = {}
+        # The server and the UI start side by side (each takes seconds of imports); the worker needs the server.
+        for service in ("prefect-server", "mlflow-ui"):
+            if service not in running:
+                started[service] = _spawn(settings, service)
+        for service in ("prefect-server", "mlflow-ui"):
+            proc = running.get(service) or started[service]
+            _wait_ready(settings, service, proc, timeout)
+            echo(f"{service:<15} {'started' if service in started else 'already running'} "
+                 f"({time.monotonic() - t0:.1f} s)  {settings.url(service)}")  # fmt: skip
+            if service == "prefect-server":
+                pool_state = _check_pool(settings, timeout)
+                if "prefect-worker" not in running:  # start it now: its imports overlap the UI's start
+                    started["prefect-worker"] = _spawn(settings, "prefect-worker")
+        proc = running.get("prefect-worker") or started["prefect-worker"]
+        _wait_ready(settings, "prefect-worker", proc, timeout)
+        state = "started" if "prefect-worker" in started else "already running"
+        echo(f"{'prefect-worker':<15} {state} ({time.monotonic() - t0:.1f} s)  pool {settings.pool} ({pool_state})")
+        env_file = write_env_file(settings)
+    for key, value in settings.user_env().items():
+        echo(f"export {key}={shlex.quote(value)}")
+    echo(f"# written to {env_file}: source it in scripts")
+    return status(settings)
+
+
+def status(settings: StackSettings) -> list[ServiceStatus]:
+    """The state of each service: running (alive and healthy), unhealthy (alive, not answering) or stopped."""
+    out = []
+    for service in SERVICES:
+        proc = recorded_process(settings.pid_path(service))
+        url = settings.url(service) if service != "prefect-worker" else f"pool {settings.pool}"
+        if proc is None:
+            out.append(ServiceStatus(service, "stopped", None, url, settings.log_path(service)))
+            continue
+        ok, why = _healthy(settings, service)
+        out.append(ServiceStatus(service, "running" if ok else "unhealthy", proc.pid, url,
+                                 settings.log_path(service), "" if ok else why))  # fmt: skip
+    return out
+
+
+def down(settings: StackSettings, *, echo: Callable[[str], None] = print) -> list[int]:
+    """Stop every service (worker first, so no flow run starts meanwhile); returns pids that survived (none)."""
+    left: list[int] = []
+    if not settings.state_dir.is_dir():
+        echo(f"no stack in {settings.state_dir}: nothing to stop")
+        return left
+    with _locked(settings):
+        for service in reversed(SERVICES):
+            proc = recorded_process(settings.pid_path(service))
+            if proc is None:
+                echo(f"{service:<15} not running")
+            else:
+                t0 = time.monotonic()
+                # The worker gets SIGINT first: `prefect worker start` ignores a single SIGTERM, and on SIGINT it
+                # stops polling and lets a running flow run finish (bounded by the grace period). The servers stop
+                # faster on SIGTERM (MLflow: 3 s against 7 s on SIGINT).
+                first = signal.SIGINT if service == "prefect-worker" else signal.SIGTERM
+                survivors = stop_process_tree(proc, first=first)
+                left += survivors
+                echo(f"{service:<15} stopped pid {proc.pid} ({time.monotonic() - t0:.1f} s)"
+                     + (f"; STILL ALIVE: {survivors}" if survivors else ""))  # fmt: skip
+            if not left:
+                settings.pid_path(service).unlink(missing_ok=True)
+    return left

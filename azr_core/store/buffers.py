@@ -1,0 +1,141 @@
+"""The task buffers: every valid task by type, for reference sampling and solver batches.
+
+Every valid, non-duplicate task is kept, with the iteration that added it; nothing is ever dropped (the reference code
+drops the newest tasks once a buffer is full: not here). The buffers are rebuilt from the committed `tasks` table on
+resume, so they are exactly what readers see.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import duckdb
+
+from azr_core.task_types import TASK_TYPES, Task, TaskType, seed_tasks
+
+
+def task_to_row(task: Task) -> dict[str, Any]:
+    """A Task as a row of the `tasks` table (the iteration is the partition, not a column)."""
+    return {
+        "task_id": task.task_id,
+        "task_type": str(task.task_type),
+        "program": task.program,
+        "input": task.input,
+        "output": task.output,
+        "shown_inputs": list(task.shown_inputs),
+        "shown_outputs": list(task.shown_outputs),
+        "held_inputs": list(task.held_inputs),
+        "held_outputs": list(task.held_outputs),
+        "message": task.message,
+        "proposal_id": task.proposal_id,
+        "reference_ids": list(task.reference_ids),
+    }
+
+
+def row_to_task(row: Mapping[str, Any]) -> Task:
+    """A `tasks` row (with its `iteration`) back into a Task."""
+    return Task(
+        task_type=TaskType(row["task_type"]),
+        program=row["program"],
+        input=row.get("input"),
+        output=row.get("output"),
+        shown_inputs=tuple(row.get("shown_inputs") or ()),
+        shown_outputs=tuple(row.get("shown_outputs") or ()),
+        held_inputs=tuple(row.get("held_inputs") or ()),
+        held_outputs=tuple(row.get("held_outputs") or ()),
+        message=row.get("message"),
+        iteration=int(row.get("iteration") or 0),
+        proposal_id=row.get("proposal_id"),
+        reference_ids=tuple(row.get("reference_ids") or ()),
+        task_id=row["task_id"],
+    )
+
+
+class TaskBuffers:
+    """One buffer per task type, with exact-duplicate detection across all of them and no size cap."""
+
+    def __init__(self, tasks: Iterable[Task] = ()) -> None:
+        self._by_type: dict[TaskType, list[Task]] = {t: [] for t in TASK_TYPES}
+        self._ids: set[str] = set()
+        for task in tasks:
+            self.add(task)
+
+    @classmethod
+    def seeded(cls) -> TaskBuffers:
+        """Buffers holding only the zero triplets."""
+        return cls(seed_tasks())
+
+    @classmethod
+    def from_connection(cls, con: duckdb.DuckDBPyConnection) -> TaskBuffers:
+        """Buffers from the committed `tasks` view of a run (`azr_core.store.views.connect`)."""
+        rows = con.sql("SELECT * FROM tasks ORDER BY iteration, task_id").to_dicts()
+        return cls(row_to_task(r) for r in rows)
+
+    def add(self, task: Task) -> bool:
+        """Add a task; False (and nothing added) when an exact duplicate is already held."""
+        if task.task_id in self._ids:
+            return False
+        self._ids.add(task.task_id)
+        self._by_type[task.task_type].append(task)
+        return True
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def size(self, task_type: TaskType | str) -> int:
+        """Number of tasks of one type."""
+        return len(self._by_type[TaskType(task_type)])
+
+    def tasks(self, task_type: TaskType | str) -> list[Task]:
+        """The tasks of one type, oldest first (a copy)."""
+        return list(self._by_type[TaskType(task_type)])
+
+    def needs_seeding(self, quota: int) -> list[TaskType]:
+        """Task types whose buffer holds fewer than `quota` tasks."""
+        return [t for t in TASK_TYPES if self.size(t) < quota]
+
+    def sample_references(self, task_type: TaskType | str, k: int, rng: random.Random) -> list[Task]:
+        """K distinct reference tasks from the type's buffer, uniformly (all of them when it holds fewer).
+
+        For induction the proposer needs one program instead: see `sample_program`.
+        """
+        pool = self._by_type[TaskType(task_type)]
+        return rng.sample(pool, min(k, len(pool)))
+
+    def sample_program(self, rng: random.Random) -> Task:
+        """The reference program of an induction proposal: one task from the deduction and abduction buffers."""
+        pool = self._by_type[TaskType.DEDUCTION] + self._by_type[TaskType.ABDUCTION]
+        if not pool:
+            pool = self._by_type[TaskType.INDUCTION]
+        if not pool:
+            raise LookupError("the buffers hold no program to build an induction proposal on")
+        return rng.choice(pool)
+
+    def solver_batch(
+        self, task_type: TaskType | str, size: int, rng: random.Random, new_tasks: Sequence[Task] = ()
+    ) -> list[Task]:
+        """Tasks for one solver batch of `size`: the new tasks first (newest first), then uniform from the rest of
+        the buffer without replacement; when the buffer holds fewer tasks than `size`, it is sampled again (with
+        replacement) so the group keeps its size. Empty only when the buffer is empty.
+        """
+        task_type = TaskType(task_type)
+        fresh = sorted((t for t in new_tasks if t.task_type is task_type), key=lambda t: -t.iteration)
+        batch: list[Task] = []
+        seen: set[str] = set()
+        for t in fresh:
+            if len(batch) == size:
+                return batch
+            if t.task_id not in seen:
+                batch.append(t)
+                seen.add(t.task_id)
+        pool = [t for t in self._by_type[task_type] if t.task_id not in seen]
+        batch += rng.sample(pool, min(size - len(batch), len(pool)))
+        everything = self._by_type[task_type] or batch
+        while len(batch) < size and everything:
+            batch.append(rng.choice(everything))
+        return batch

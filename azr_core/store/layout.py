@@ -1,0 +1,71 @@
+"""Where things lie in a run folder, and the two small files that say what state it is in.
+
+    run_dir/SCHEMA                               {"schema_version": 1}
+    run_dir/COMMITTED                            {"iteration": N, "checkpoint_id": ..., "committed_at": ...}
+    run_dir/config.yaml                          the resolved config
+    run_dir/tables/<table>/iteration=N/part-*.parquet
+
+Readers need only this module (no pyarrow), so `azr sql` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from azr_core.store.schema import PARTITION_COLUMN, SCHEMA_VERSION, SchemaVersionError
+
+SCHEMA_NAME = "SCHEMA"
+COMMITTED_NAME = "COMMITTED"
+LOCK_NAME = "WRITER.lock"
+TABLES_DIR = "tables"
+
+
+class StoreError(RuntimeError):
+    """The run folder cannot be used as asked (not a run folder, locked by another writer, out-of-order commit)."""
+
+
+@dataclass(frozen=True)
+class CommitState:
+    """What COMMITTED says: the last iteration whose rows readers may see, and its checkpoint."""
+
+    iteration: int
+    checkpoint_id: str | None
+    committed_at: str
+    schema_version: int = SCHEMA_VERSION
+
+
+def partition_dir(run_dir: Path, table: str, iteration: int) -> Path:
+    """Folder of one table's rows for one iteration."""
+    return Path(run_dir) / TABLES_DIR / table / f"{PARTITION_COLUMN}={iteration}"
+
+
+def read_commit(run_dir: str | Path) -> CommitState | None:
+    """The committed state of a run folder, or None when nothing has been committed yet."""
+    path = Path(run_dir) / COMMITTED_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return CommitState(**{k: data[k] for k in CommitState.__dataclass_fields__ if k in data})
+
+
+def check_schema(run_dir: str | Path) -> int:
+    """Raise unless `run_dir` is a run folder written with this SCHEMA_VERSION; return the version."""
+    run_dir = Path(run_dir)
+    path = run_dir / SCHEMA_NAME
+    if not path.is_file():
+        if not run_dir.is_dir():
+            raise StoreError(f"{run_dir} does not exist (no run folder there)")
+        raise StoreError(f"{run_dir} is not an azr run folder: it has no {SCHEMA_NAME} file")
+    try:
+        version = int(json.loads(path.read_text(encoding="utf-8"))["schema_version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SchemaVersionError(f"{path} is unreadable ({exc!r}); cannot tell which schema wrote this run") from None
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{run_dir} was written with store schema version {version}, but this azr reads version "
+            f"{SCHEMA_VERSION}; use an azr release that matches, or start a new run folder"
+        )
+    return version

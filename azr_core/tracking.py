@@ -1,0 +1,427 @@
+"""MLflow tracking of a run folder: one MLflow run per run folder, resumed across processes; params, metrics, models.
+
+    tracker = Tracker(run_dir, TrackingConfig())           # opens or resumes the run folder's MLflow run
+    tracker.log_config(config)                             # the resolved config, flattened to dotted params
+    tracker.log_metrics({"solve/accuracy": 0.4}, step=3)   # one log_batch per call, step = iteration
+    mv = tracker.register_checkpoint(ckpt_dir, iteration=3)  # a version of `azr-policy`, tagged
+    folder = load_model_folder(f"models:/azr-policy/{mv.version}")  # a folder AutoModelForCausalLM loads
+
+The run folder keeps `mlflow_run.json`: a key made once for the folder (also an MLflow tag on the run, so the run is
+found again through any URI of the same store, e.g. SQLite directly or the `azr up` server) and the run id per
+tracking URI. Checkpoints are logged as plain artifacts (no MLflow flavor: `mlflow.transformers` would load the model
+into a pipeline just to save it) and registered from the run's artifact URI, so `models:/...` resolves to the files.
+
+mlflow is imported only inside functions: `azr_core.config` embeds TrackingConfig and must stay quick to import.
+Never imports prefect; the Prefect flow run id comes as an argument or from the `PREFECT__FLOW_RUN_ID` variable
+that Prefect sets in a flow run's process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from azr_core.stack import resolve_state_dir
+from azr_core.store.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "mlflow_run.json"
+TAG_RUN_KEY = "azr.run_key"  # identifies the run folder across tracking URIs of one store
+TAG_RUN_DIR = "azr.run_dir"
+TAG_ITERATION = "azr.iteration"
+TAG_FLOW_RUN = "azr.prefect_flow_run_id"
+TAG_GIT_COMMIT = "azr.git_commit"
+TAG_GIT_DIRTY = "azr.git_dirty"
+CHANGED_PARAM_PREFIX = "changed_param."  # tag prefix: params are immutable in MLflow, tags hold later values
+_URI_PASSWORD = re.compile(r"(?<=://)([^/:@\s]+):[^/@\s]+@")  # user:password@ in a URI (a database URL, say)
+_METRIC_NAME_BAD = re.compile(r"[^A-Za-z0-9_\-. /:]")  # MLflow's allowed metric-name characters
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class TrackingConfig(BaseModel):
+    """MLflow tracking: where runs, metrics and model versions go."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+    enabled: bool = Field(True, description="Track the run in MLflow (False: every Tracker method does nothing).")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (also the registry URI). None: $MLFLOW_TRACKING_URI if set, else "
+        "sqlite:///<state dir>/mlflow.db, the store `azr up` serves.",
+    )
+    experiment: str = Field("azr", min_length=1, description="MLflow experiment that holds the run.")
+    registered_model: str = Field("azr-policy", min_length=1, description="Registered model checkpoints become.")
+    register_every: int = Field(
+        10, ge=0, description="Register the checkpoint as a model version every K iterations (0 = never)."
+    )
+
+
+def default_tracking_uri(state_dir: str | Path | None = None) -> str:
+    """`sqlite:///<state dir>/mlflow.db` (absolute path, so the URI means the same from any working directory)."""
+    return f"sqlite:///{resolve_state_dir(state_dir) / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The URI given, else $MLFLOW_TRACKING_URI, else the state folder's SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """For a SQLite store, artifacts beside the database; else the server's default (None).
+
+    Without this MLflow puts a SQLite store's artifacts in `./mlruns` of whatever directory the process runs in.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri.removeprefix("sqlite:///")).resolve()  # relative: to the cwd, as SQLAlchemy reads it
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment)
+    return (db.parent / "mlflow-artifacts" / slug).as_uri()
+
+
+def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts to `a.b.c` keys with string values (lists as compact JSON), cut to MLflow's length limit.
+
+    A password inside a URI (`postgresql://user:secret@host/db`) is masked: params are readable by anyone with the UI.
+
+    >>> flatten_params({"trainer": {"lr": 1e-6, "betas": [0.9, 0.99]}, "name": None})
+    {'trainer.lr': '1e-06', 'trainer.betas': '[0.9,0.99]', 'name': 'None'}
+    """
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, name + "."))
+            continue
+        if isinstance(value, list | tuple):
+            text = json.dumps(value, separators=(",", ":"), default=str)
+        else:
+            text = _URI_PASSWORD.sub(r"\1:***@", str(value))
+        if len(text) > MAX_PARAM_VAL_LENGTH:  # MLflow rejects longer values (or truncates, depending on a flag)
+            text = text[: MAX_PARAM_VAL_LENGTH - 3] + "..."
+        out[name] = text
+    return out
+
+
+@cache
+def git_commit(repo: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
+    """(HEAD commit, working tree dirty) of `repo`, or (None, None) when it is not a git checkout or git is missing."""
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()  # fmt: skip
+        status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return head or None, bool(status.strip())
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Tracker:
+    """The MLflow run of one run folder. With `config.enabled` False every method is a no-op."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: TrackingConfig | None = None,
+        *,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config or TrackingConfig()
+        self.run_dir = Path(run_dir).resolve()
+        self.tracking_uri = resolve_tracking_uri(self.config.tracking_uri)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        if not self.config.enabled:
+            return
+        self.client = _client(self.tracking_uri)
+        self.experiment_id = self._experiment_id()
+        self.run_id = self._open_run(run_name, dict(tags or {}))
+
+    # ---- the run -------------------------------------------------------------------------------------------
+
+    def _experiment_id(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        name = self.config.experiment
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            try:
+                return self.client.create_experiment(name, _artifact_location(self.tracking_uri, name))
+            except MlflowException:  # created meanwhile by another process
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if exp.lifecycle_stage == "deleted":
+            raise RuntimeError(
+                f"MLflow experiment {name!r} is deleted in {self.tracking_uri}: restore it "
+                f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`) or pick another name"
+            )
+        return exp.experiment_id
+
+    def _read_run_file(self) -> dict[str, Any]:
+        path = self.run_dir / RUN_FILE
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        return {}
+
+    def _write_run_file(self, data: dict[str, Any]) -> None:
+        atomic_write_text(self.run_dir / RUN_FILE, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def _live_run(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.lifecycle_stage != "deleted" and run.info.experiment_id == self.experiment_id
+
+    def _open_run(self, run_name: str | None, tags: dict[str, str]) -> str:
+        """Resume the folder's run (by recorded id, then by the folder's key tag), else create one."""
+        data = self._read_run_file()
+        if "run_key" not in data:
+            # The key is written before the run exists: a crash right after create_run still finds it by tag.
+            data = {"run_key": uuid.uuid4().hex, "runs": {}}
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._write_run_file(data)
+        key = data["run_key"]
+        recorded = data.get("runs", {}).get(self.tracking_uri, {}).get("run_id")
+        run_id = recorded if recorded and self._live_run(recorded) else None
+        if run_id is None:
+            found = self.client.search_runs([self.experiment_id], f"tags.`{TAG_RUN_KEY}` = '{key}'", max_results=1,
+                                            order_by=["attributes.start_time DESC"])  # fmt: skip
+            run_id = found[0].info.run_id if found else None
+        if run_id is None:
+            commit, dirty = git_commit()
+            run_tags = {TAG_RUN_KEY: key, TAG_RUN_DIR: str(self.run_dir), **tags}
+            if commit:
+                run_tags |= {"mlflow.source.git.commit": commit, TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: str(dirty)}
+            run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name or self.run_dir.name)
+            run_id = run.info.run_id
+            log.info("MLflow run %s created for %s in %s", run_id, self.run_dir, self.tracking_uri)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+            if tags:
+                self.set_tags(tags, run_id=run_id)
+            log.info("MLflow run %s resumed for %s", run_id, self.run_dir)
+        if recorded != run_id:
+            data.setdefault("runs", {})[self.tracking_uri] = {"run_id": run_id, "experiment_id": self.experiment_id,
+                                                              "experiment": self.config.experiment}  # fmt: skip
+            self._write_run_file(data)
+        return run_id
+
+    def close(self, status: str = "FINISHED") -> None:
+        """Mark the run FINISHED (or FAILED / KILLED); a later Tracker on the folder sets it RUNNING again."""
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status=status)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close("FAILED" if exc_type is not None else "FINISHED")
+
+    # ---- params, metrics, tags -----------------------------------------------------------------------------
+
+    def set_tags(self, tags: Mapping[str, Any], *, run_id: str | None = None) -> None:
+        """Set run tags (mutable, unlike params)."""
+        from mlflow.entities import RunTag
+        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH
+
+        run_id = run_id or self.run_id
+        if run_id is None or not tags:
+            return
+        items = [RunTag(str(k), str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
+        for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, tags=chunk, synchronous=True)
+
+    def log_config(self, config: BaseModel | Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        """Log the resolved config as flattened params; returns {key: (logged, new)} for values that changed.
+
+        MLflow params are write-once, so on resume a changed value (say a longer `run.iterations`) stays as first
+        logged; the new value goes to the tag `changed_param.<key>` and a warning names it.
+        """
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
+
+        if self.run_id is None:
+            return {}
+        tree = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
+        params = flatten_params(tree)
+        existing = self.client.get_run(self.run_id).data.params
+        new = [Param(k, v) for k, v in params.items() if k not in existing]
+        changed = {k: (existing[k], v) for k, v in params.items() if k in existing and existing[k] != v}
+        for chunk in _chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk, synchronous=True)
+        if changed:
+            log.warning("config changed since the run's params were logged (kept as tags %s*): %s",
+                        CHANGED_PARAM_PREFIX, ", ".join(sorted(changed)))  # fmt: skip
+            self.set_tags({CHANGED_PARAM_PREFIX + k: new_v for k, (_, new_v) in changed.items()})
+        return changed
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int, *, timestamp_ms: int | None = None) -> None:
+        """Log a flat dict of numbers at `step` (the iteration) in as few `log_batch` calls as MLflow allows.
+
+        Names with characters MLflow refuses get them replaced by `_`; NaN and inf are logged as MLflow stores them.
+        """
+        import time
+
+        from mlflow.entities import Metric
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+        if self.run_id is None or not metrics:
+            return
+        ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+        items = []
+        for key, value in metrics.items():
+            # float() also takes numpy / torch scalars; strings are refused, not parsed.
+            if isinstance(value, str | bytes) or not hasattr(value, "__float__"):
+                raise TypeError(f"metric {key!r}: {value!r} is not a number")
+            items.append(Metric(_METRIC_NAME_BAD.sub("_", str(key)), float(value), ts, int(step)))
+        for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+
+    # ---- model versions ------------------------------------------------------------------------------------
+
+    def should_register(self, iteration: int, *, final: bool = False) -> bool:
+        """True on every `register_every`-th iteration, and on the final one of a session when `final`."""
+        every = self.config.register_every
+        return self.config.enabled and every > 0 and (final or iteration % every == 0)
+
+    def register_checkpoint(
+        self,
+        folder: str | Path,
+        iteration: int,
+        *,
+        flow_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion | None:
+        """Log an HF model folder as run artifacts and register it as a new version of `registered_model`.
+
+        `folder` is the HF folder (config.json, safetensors, tokenizer) or a trainer checkpoint holding one in `hf/`
+        (its optimiser state is not uploaded). Idempotent per (run, iteration): a resumed iteration that registers
+        again gets the version already made. Tags: run folder, iteration, Prefect flow run id, git commit.
+        """
+        from mlflow.exceptions import MlflowException
+
+        if self.run_id is None:
+            return None
+        src = _hf_folder(Path(folder))
+        name = self.config.registered_model
+        for mv in self.client.search_model_versions(f"name = '{name}' and run_id = '{self.run_id}'"):
+            if mv.tags.get(TAG_ITERATION) == str(iteration):
+                return mv
+        artifact_path = f"checkpoints/iteration-{iteration:06d}"
+        self.client.log_artifacts(self.run_id, str(src), artifact_path)
+        try:
+            self.client.create_registered_model(name, description="AZR policy checkpoints (HF folders).")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        commit, dirty = git_commit()
+        flow_run_id = flow_run_id or os.environ.get("PREFECT__FLOW_RUN_ID")
+        mv_tags = {TAG_RUN_DIR: str(self.run_dir), TAG_ITERATION: str(iteration), **(tags or {})}
+        if flow_run_id:
+            mv_tags[TAG_FLOW_RUN] = flow_run_id
+        if commit:
+            mv_tags |= {TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: str(dirty)}
+        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_path}"
+        mv = self.client.create_model_version(name, source, run_id=self.run_id, tags=mv_tags,
+                                              description=f"{self.run_dir.name} iteration {iteration}")  # fmt: skip
+        self.set_tags({"azr.last_registered_version": mv.version})
+        log.info("registered %s version %s (iteration %d)", name, mv.version, iteration)
+        return mv
+
+
+def _hf_folder(folder: Path) -> Path:
+    if (folder / "config.json").is_file():
+        return folder
+    if (folder / "hf" / "config.json").is_file():
+        return folder / "hf"
+    raise FileNotFoundError(f"{folder} is not an HF model folder (no config.json in it or in its hf/ subfolder)")
+
+
+# ---- the registry, outside any run -------------------------------------------------------------------------------
+
+
+def set_alias(name: str, alias: str, version: int | str, *, tracking_uri: str | None = None) -> None:
+    """Point `models:/<name>@<alias>` at `version` (moving the alias if it pointed elsewhere)."""
+    _client(resolve_tracking_uri(tracking_uri)).set_registered_model_alias(name, alias, str(version))
+
+
+def get_version_by_alias(name: str, alias: str, *, tracking_uri: str | None = None) -> ModelVersion:
+    """The model version `alias` points at (raises MlflowException when the alias is not set)."""
+    return _client(resolve_tracking_uri(tracking_uri)).get_model_version_by_alias(name, alias)
+
+
+def model_download_uri(uri: str, *, tracking_uri: str | None = None) -> str:
+    """The artifact URI behind `models:/<name>/<version>`, `models:/<name>@<alias>` or `models:/<name>/latest`
+    (with an optional `/sub/path`); any other URI is returned unchanged.
+
+    Resolved here because MLflow 3.17's `models:/` repository asks the process-global registry URI, ignoring the
+    one passed to `download_artifacts`.
+    """
+    if not uri.startswith("models:/"):
+        return uri
+    client = _client(resolve_tracking_uri(tracking_uri))
+    parts = uri.removeprefix("models:/").strip("/").split("/")
+    if "@" in parts[0]:
+        name, alias = parts[0].split("@", 1)
+        version, sub = str(client.get_model_version_by_alias(name, alias).version), parts[1:]
+    elif len(parts) >= 2:
+        name, version, sub = parts[0], parts[1], parts[2:]
+        if version == "latest":
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise FileNotFoundError(f"{uri}: registered model {name!r} has no versions")
+            version = str(max(int(v.version) for v in versions))
+    else:
+        raise ValueError(f"{uri}: expected models:/<name>/<version>, models:/<name>@<alias> or models:/<name>/latest")
+    base = client.get_model_version_download_uri(name, version)
+    return "/".join([base.rstrip("/"), *sub]) if sub else base
+
+
+def load_model_folder(uri: str, dst: str | Path | None = None, *, tracking_uri: str | None = None) -> Path:
+    """Download `models:/<name>/<version>`, `models:/<name>@<alias>` (or any artifact URI) to a local HF folder.
+
+    The files land under `dst` (default: a new temporary folder, which the caller owns); the returned path is the
+    model folder itself (for a registered checkpoint `dst/iteration-NNNNNN`), ready for
+    `transformers.AutoModelForCausalLM.from_pretrained(path)`.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="azr-model-"))
+    uri_t = resolve_tracking_uri(tracking_uri)
+    source = model_download_uri(uri, tracking_uri=uri_t)
+    path = Path(download_artifacts(artifact_uri=source, dst_path=str(target), tracking_uri=uri_t, registry_uri=uri_t))
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{uri} downloaded to {path} holds no config.json: not an HF model folder")
+    return path

@@ -1,0 +1,256 @@
+"""Completions into candidate tasks and answers; validation on an executor; malformed text never raises."""
+
+from __future__ import annotations
+
+import doctest
+import random
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import azr_core.proposals as proposals_mod
+import azr_core.task_types as task_types_mod
+from azr_core.proposals import (
+    FORMAT_REASON,
+    Candidate,
+    grade_request,
+    parse_answer,
+    parse_proposal,
+    proposal_row,
+    split_induction_pairs,
+    validate_candidates,
+)
+from azr_core.task_types import Task, TaskType
+
+
+def answer(*blocks: tuple[str, str], think: str = "plan") -> str:
+    body = "\n".join(f"```{tag}\n{text}\n```" for tag, text in blocks)
+    return f"{think}</think>\n<answer>\n{body}\n</answer>"
+
+
+PROGRAM = "def f(x):\n    return x * 2"
+REFERENCE = Task(TaskType.DEDUCTION, "def f(a, b=1):\n    return [a] * b", "'x', 2", "['x', 'x']", task_id="ref1")
+
+
+@dataclass
+class Result:
+    valid: bool
+    output: str | None
+    reason: str | None
+
+
+class FakeExecutor:
+    """Runs trusted test programs in-process (the real sandbox has its own tests), counting calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[str, str]]] = []
+
+    def validate_many(self, items):
+        self.calls.append(list(items))
+        out = []
+        for program, inp in items:
+            scope: dict = {}
+            try:
+                exec(program, scope)  # noqa: S102 - test programs written in this file
+                out.append(Result(True, repr(eval(f"f({inp})", scope)), None))  # noqa: S307
+            except Exception as exc:  # noqa: BLE001
+                out.append(Result(False, None, f"error: {type(exc).__name__}"))
+        return out
+
+
+# -- proposals --------------------------------------------------------------------------------------------------------
+
+
+def test_deduction_proposal_parses_program_and_input():
+    c = parse_proposal("deduction", answer(("python", PROGRAM), ("input", "[1, 2]")), reference_ids=["a", "b"])
+    assert (c.format_ok, c.program, c.input, c.reason, c.reference_ids) == (True, PROGRAM, "[1, 2]", None, ("a", "b"))
+    assert c.parsed
+
+
+@pytest.mark.parametrize(
+    ("completion", "reason"),
+    [
+        (answer(("input", "1")), "parse: missing ```python block"),
+        (answer(("python", PROGRAM)), "parse: missing ```input block"),
+        (answer(("python", PROGRAM), ("input", "[0]) or (1")), "input:"),
+        (answer(("python", PROGRAM), ("input", "__import__('os')")), "input:"),
+        ("```python\n" + PROGRAM + "\n```\n```input\n1\n```", FORMAT_REASON),  # blocks but no tags
+        ("", FORMAT_REASON),
+    ],
+)
+def test_malformed_proposals_become_recorded_failures(completion, reason):
+    c = parse_proposal("abduction", completion)
+    assert not c.parsed and c.reason.startswith(reason)
+
+
+def test_lenient_parsing_takes_blocks_from_a_broken_format_but_keeps_the_format_failure():
+    completion = "I think\n```python\n" + PROGRAM + "\n```\n```input\n3\n```"
+    c = parse_proposal("deduction", completion, lenient=True)
+    assert c.parsed and not c.format_ok and c.program == PROGRAM and c.input == "3"
+
+
+def test_induction_proposal_keeps_distinct_valid_inputs_up_to_n():
+    completion = answer(
+        ("input", "'a', 1"), ("input", "'a', 1"), ("input", "oops("), ("input", "'b', 2"), ("input", "'c', 3"),
+        ("message", "repeat a string"),
+    )  # fmt: skip
+    c = parse_proposal("induction", completion, n_inputs=2, reference=REFERENCE)
+    assert c.parsed and c.inputs == ("'a', 1", "'b', 2") and c.message == "repeat a string"
+    assert c.program == REFERENCE.program  # induction tasks run on the reference program
+
+
+@pytest.mark.parametrize(
+    ("blocks", "reason"),
+    [
+        ((("input", "1"),), "parse: missing ```message block"),
+        ((("message", "hi"),), "parse: no ```input block"),
+        ((("input", "1"), ("message", "it is " + REFERENCE.program)), "message: reveals the program"),
+    ],
+)
+def test_induction_failures(blocks, reason):
+    c = parse_proposal("induction", answer(*blocks), reference=REFERENCE)
+    assert c.reason.startswith(reason)
+    assert parse_proposal("induction", answer(("input", "1"), ("message", "m"))).reason.startswith("parse: induction")
+
+
+TAGS = st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "```python\n", "```input\n", "```message\n",
+                        "```output\n", "```", "\n", "def f(x):", " return x", "(", ")", "[1,", "'", "\\"])  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(parts=st.lists(st.one_of(TAGS, st.text(max_size=8)), max_size=20), task_type=st.sampled_from(list(TaskType)),
+       lenient=st.booleans())  # fmt: skip
+def test_no_completion_ever_raises(parts, task_type, lenient):
+    text = "".join(parts)
+    c = parse_proposal(task_type, text, reference=REFERENCE, lenient=lenient)
+    assert isinstance(c, Candidate) and (c.parsed or c.reason)
+    a = parse_answer(task_type, text, lenient=lenient)
+    assert a.answer is None or isinstance(a.answer, str)
+    assert (a.answer is not None) or a.reason
+
+
+# -- validation -------------------------------------------------------------------------------------------------------
+
+
+def test_validate_candidates_runs_the_batch_in_one_call_and_builds_tasks():
+    ex = FakeExecutor()
+    good = parse_proposal("deduction", answer(("python", PROGRAM), ("input", "21")), reference_ids=["r"])
+    crash = parse_proposal("abduction", answer(("python", "def f(x):\n    return 1 / 0"), ("input", "1")))
+    broken = parse_proposal("deduction", "nonsense")
+    ind = parse_proposal("induction", answer(*[("input", f"'s', {i}") for i in range(6)], ("message", "m")),
+                         reference=REFERENCE, reference_ids=["ref1"])  # fmt: skip
+    outcomes = validate_candidates(ex, [good, crash, broken, ind], iteration=5, rng=random.Random(0),
+                                   proposal_ids=["p0", "p1", "p2", "p3"])  # fmt: skip
+    assert len(ex.calls) == 1 and len(ex.calls[0]) == 1 + 1 + 6  # the broken one never reaches the executor
+    ok, bad, fmt, induced = outcomes
+    assert ok.valid and ok.output == "42" and ok.task.output == "42" and ok.task.input == "21"
+    assert (ok.task.iteration, ok.task.proposal_id, ok.task.reference_ids) == (5, "p0", ("r",))
+    assert not bad.valid and bad.reason == "error: ZeroDivisionError" and bad.task is None
+    assert not fmt.valid and fmt.reason == FORMAT_REASON
+    assert induced.valid and induced.task.task_type is TaskType.INDUCTION
+    t = induced.task
+    assert len(t.shown_inputs) == 3 and len(t.held_inputs) == 3
+    assert sorted(t.shown_inputs + t.held_inputs) == sorted(f"'s', {i}" for i in range(6))
+    for inp, out in zip(t.shown_inputs + t.held_inputs, t.shown_outputs + t.held_outputs, strict=True):
+        assert out == repr(["s"] * int(inp.split(", ")[1]))
+
+
+def test_induction_needs_enough_valid_inputs():
+    ex = FakeExecutor()
+    ref = Task(TaskType.DEDUCTION, "def f(x):\n    return 10 // x", "1", "10", task_id="r")
+    c = parse_proposal("induction", answer(("input", "0"), ("input", "5"), ("message", "divide")), reference=ref)
+    (out,) = validate_candidates(ex, [c], iteration=1, rng=random.Random(0))
+    assert not out.valid and out.reason.startswith("induction: 1 valid inputs, need 2")
+    assert out.outputs == (None, "2")
+
+
+def test_validate_with_nothing_to_run_does_not_call_the_executor():
+    ex = FakeExecutor()
+    assert validate_candidates(ex, [], iteration=1, rng=random.Random(0)) == []
+    (out,) = validate_candidates(ex, [parse_proposal("deduction", "")], iteration=1, rng=random.Random(0))
+    assert ex.calls == [] and not out.valid
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 10])
+def test_split_keeps_one_on_each_side(n):
+    pairs = [(str(i), str(i)) for i in range(n)]
+    shown, held = split_induction_pairs(pairs, 0.5, random.Random(n))
+    assert shown and held and sorted(shown + held) == sorted(pairs)
+    assert len(shown) == max(1, min(n - 1, round(n * 0.5)))
+    assert split_induction_pairs(pairs, 0.5, random.Random(1)) == split_induction_pairs(pairs, 0.5, random.Random(1))
+    with pytest.raises(ValueError):
+        split_induction_pairs(pairs[:1], 0.5, random.Random(0))
+
+
+@pytest.mark.sandbox
+def test_validate_candidates_on_the_real_sandbox(executor):
+    good = parse_proposal("deduction", answer(("python", PROGRAM), ("input", "[1]")))
+    evil = parse_proposal(
+        "deduction", answer(("python", "import os\ndef f(x):\n    return os.getcwd()"), ("input", "1"))
+    )
+    ok, bad = validate_candidates(executor, [good, evil], iteration=1, rng=random.Random(0))
+    assert ok.valid and ok.output == "[1, 1]"
+    assert not bad.valid and bad.reason
+
+
+# -- solver answers ---------------------------------------------------------------------------------------------------
+
+
+def test_solver_answers_by_task_type():
+    assert parse_answer("deduction", answer(("output", "[1, 2]"))).answer == "[1, 2]"
+    assert parse_answer("abduction", answer(("input", "'a', 3"))).answer == "'a', 3"
+    assert parse_answer("induction", answer(("python", PROGRAM))).answer == PROGRAM
+    bare = parse_answer("deduction", "easy</think><answer> 42 </answer>")
+    assert (bare.format_ok, bare.answer, bare.reason) == (True, "42", None)
+    empty = parse_answer("deduction", "easy</think><answer></answer>")
+    assert empty.format_ok and empty.answer is None and empty.reason.startswith("parse: empty answer")
+
+
+def test_solver_format_failures():
+    broken = parse_answer("deduction", "```output\n1\n```")
+    assert (broken.format_ok, broken.answer, broken.reason) == (False, None, FORMAT_REASON)
+    lenient = parse_answer("deduction", "```output\n1\n```", lenient=True)
+    assert (lenient.format_ok, lenient.answer) == (False, "1")
+    assert parse_answer("deduction", "just 1", lenient=True).answer is None  # no block: nothing to take
+
+
+def test_grade_requests_use_only_what_grading_needs():
+    ded = Task(TaskType.DEDUCTION, PROGRAM, "2", "4")
+    req = grade_request(ded, "4")
+    assert (req.task_type, req.answer, req.program, req.input, req.output) == ("deduction", "4", PROGRAM, "2", "4")
+    ind = Task(TaskType.INDUCTION, PROGRAM, shown_inputs=("1",), shown_outputs=("2",), held_inputs=("3",),
+               held_outputs=("6",), message="double")  # fmt: skip
+    req = grade_request(ind, PROGRAM)
+    assert req.task_type == "induction" and req.tests == [("3", "6")] and req.program is None
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(proposals_mod)
+    assert result.attempted > 0 and result.failed == 0
+    result = doctest.testmod(task_types_mod)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_proposal_rows_fit_the_store(tmp_path):
+    from azr_core.config import StoreConfig
+    from azr_core.store import connect, open_run
+
+    ex = FakeExecutor()
+    good = parse_proposal("deduction", answer(("python", PROGRAM), ("input", "21")), reference_ids=["r1"])
+    outcomes = validate_candidates(ex, [good, parse_proposal("induction", "junk")], iteration=1, rng=random.Random(0))
+    rows = [
+        proposal_row(outcomes[0], "p0", solve_rate=0.5, n_solves=2, reward=0.5),
+        proposal_row(outcomes[1], "p1", reward=-1.0),
+    ]
+    with open_run(tmp_path) as store:
+        store.config = StoreConfig(fsync=False)
+        w = store.begin()
+        w.write("proposals", rows)
+        w.commit()
+    got = connect(tmp_path).sql("SELECT proposal_id, valid, reason, task_id, output, reference_ids FROM proposals")
+    assert sorted(got.fetchall()) == [
+        ("p0", True, None, outcomes[0].task.task_id, "42", ["r1"]),
+        ("p1", False, FORMAT_REASON, None, None, []),
+    ]

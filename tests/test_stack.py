@@ -1,0 +1,119 @@
+"""The real `azr up` / `status` / `down` on free ports with a temporary state folder: services answer, the stack is
+idempotent, MLflow tracking and the registry work through the served store, and nothing is left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from azr_core.stack import SERVICES
+
+AZR = str(Path(sys.executable).parent / "azr")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def azr(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AZR, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+        return resp.status, resp.read().decode()
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+def test_up_status_down(tmp_path):
+    state = tmp_path / "stack"
+    prefect_port, mlflow_port = free_port(), free_port()
+    env = {**os.environ, "AZR_STATE_DIR": str(state)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    pids: list[int] = []
+    try:
+        up = azr("up", "--prefect-port", str(prefect_port), "--mlflow-port", str(mlflow_port), env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"export PREFECT_API_URL=http://127.0.0.1:{prefect_port}/api" in up.stdout
+
+        # Every service's own pid and all its descendants, to check after `down` that none survived.
+        for service in SERVICES:
+            pid = json.loads((state / "run" / f"{service}.json").read_text())["pid"]
+            pids += [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+        for pid in pids:  # loopback only: no listening socket of ours on another address
+            for conn in psutil.Process(pid).net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    assert conn.laddr.ip == "127.0.0.1", conn
+
+        assert get(f"http://127.0.0.1:{prefect_port}/api/health") == (200, "true")
+        assert get(f"http://127.0.0.1:{mlflow_port}/health")[0] == 200
+        code, pool = get(f"http://127.0.0.1:{prefect_port}/api/work_pools/azr-pool")
+        assert code == 200 and json.loads(pool)["type"] == "process"
+
+        status = azr("status", env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        lines = [ln for ln in status.stdout.splitlines() if ln.split()[0] in SERVICES]
+        assert len(lines) == 3 and all(ln.split()[1] == "running" for ln in lines), status.stdout
+        assert f"http://127.0.0.1:{mlflow_port}" in status.stdout and str(state / "logs") in status.stdout
+
+        env_sh = (state / "env.sh").read_text()
+        assert f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{mlflow_port}" in env_sh
+        sourced = subprocess.run(["bash", "-c", f"source {state / 'env.sh'} && echo $PREFECT_API_URL"],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+        assert sourced.stdout.strip() == f"http://127.0.0.1:{prefect_port}/api"
+
+        # Idempotent: a second `up` (ports from stack.json) leaves the running services alone.
+        again = azr("up", env=env)
+        assert again.returncode == 0 and again.stdout.count("already running") == 3, again.stdout + again.stderr
+        for service in SERVICES:
+            assert json.loads((state / "run" / f"{service}.json").read_text())["pid"] in pids
+        clash = azr("up", "--prefect-port", str(free_port()), env=env)
+        assert clash.returncode == 1 and "azr down" in clash.stderr
+
+        _tracking_through_the_served_store(tmp_path, state, mlflow_port)
+
+        down = azr("down", env=env)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert [pid for pid in pids if alive(pid)] == []
+        status = azr("status", env=env)
+        assert status.returncode == 3 and status.stdout.count("stopped") == 3, status.stdout
+        assert azr("down", env=env).stdout.count("not running") == 3  # down is idempotent too
+    finally:
+        azr("down", env=env, timeout=120)
+        for pid in pids:  # last resort, so a failed test never leaves servers on the shared cores
+            if alive(pid):
+                psutil.Process(pid).kill()
+
+
+def _tracking_through_the_served_store(tmp_path: Path, state: Path, mlflow_port: int) -> None:
+    """A model version registered through the MLflow UI server (as env.sh's MLFLOW_TRACKING_URI points) loads back,
+    and the run folder resumes the same MLflow run when opened on the SQLite file directly (as flow runs do)."""
+    from azr_core.policy.tiny import make_tiny_model_dir
+    from azr_core.tracking import Tracker, TrackingConfig, load_model_folder
+
+    http = f"http://127.0.0.1:{mlflow_port}"
+    run_dir = tmp_path / "run"
+    tracker = Tracker(run_dir, TrackingConfig(tracking_uri=http))
+    tracker.log_metrics({"solve/accuracy": 0.5}, step=1)
+    mv = tracker.register_checkpoint(make_tiny_model_dir(tmp_path / "m", hidden=16, layers=1), iteration=1)
+    assert str(mv.version) == "1"
+    assert (load_model_folder("models:/azr-policy/1", tmp_path / "dl", tracking_uri=http) / "config.json").is_file()
+    direct = Tracker(run_dir, TrackingConfig(tracking_uri=f"sqlite:///{state / 'mlflow.db'}"))
+    assert direct.run_id == tracker.run_id
