@@ -1,0 +1,145 @@
+"""The commit stage: the iteration's rows go to Parquet, COMMITTED is rewritten last, then buffers, metrics and the
+model registry catch up. Until the COMMITTED rename nothing of the iteration is visible; after it, a crash in the
+steps that follow is repaired on resume (metrics are re-logged with the same step, registration is idempotent)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from azr_core.selfplay.records import IterationState, ProposalRollout, SolveRollout
+from azr_core.selfplay.session import Session
+from azr_core.store import task_to_row
+from azr_core.task_types import TASK_TYPES
+
+
+def commit(s: Session, state: IterationState) -> dict[str, Any]:
+    """Write the iteration, commit it, add its tasks to the buffers, log metrics, register the checkpoint."""
+    t0 = time.perf_counter()
+    metrics = iteration_metrics(s, state)
+    finished = datetime.now(UTC)
+    with s.store.begin(state.iteration) as w:
+        w.write("proposals", [_proposal_row(p) for p in state.proposals])
+        w.write("tasks", [task_to_row(t) for t in state.new_tasks])
+        w.write("rollouts", [_proposal_rollout_row(p) for p in state.proposals] + [_solve_row(x) for x in state.solves])
+        w.write("iterations", [{
+            "stage": "train", "step": state.step, "checkpoint_id": state.checkpoint_id,
+            "started_at": datetime.fromtimestamp(state.started_at, UTC), "finished_at": finished,
+            "wall_s": time.time() - state.started_at, "metrics": metrics,
+        }])
+        w.commit(state.checkpoint_id)
+    for task in state.new_tasks:
+        s.buffers.add(task)
+    s.prune_checkpoints(s.cfg.run.keep_checkpoints)
+    commit_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    s.tracker.log_metrics({**metrics, "seconds/commit": commit_s}, step=state.iteration)
+    version = None
+    final = s.cfg.run.iterations <= state.iteration
+    if s.tracker.should_register(state.iteration, final=final) and state.checkpoint_id is not None:
+        mv = s.tracker.register_checkpoint(s.checkpoint_dir(state.iteration), state.iteration,
+                                           flow_run_id=s.flow_run_id)
+        version = getattr(mv, "version", None)
+    state.stage_seconds["commit"] = commit_s
+    state.stage_seconds["tracking"] = time.perf_counter() - t1
+    return state.summary("commit", committed=state.iteration, new_tasks=len(state.new_tasks),
+                         model_version=version, tracking_s=round(state.stage_seconds["tracking"], 3))
+
+
+def iteration_metrics(s: Session, state: IterationState) -> dict[str, float]:
+    """Flat named metrics of one iteration (Parquet `iterations.metrics` and MLflow share the names)."""
+    m: dict[str, float] = {}
+    proposed = [p for p in state.proposals if p.stage == "propose"]
+    for t in TASK_TYPES:
+        mine = [p for p in proposed if p.task_type is t]
+        m[f"proposals/{t}"] = len(mine)
+        m[f"valid_rate/{t}"] = _rate(p.valid for p in mine)
+        m[f"format_rate/propose/{t}"] = _rate(bool(p.candidate and p.candidate.format_ok) for p in mine)
+        for reason, n in Counter(_category(p.outcome.reason) for p in mine if p.outcome and not p.valid).items():
+            m[f"invalid/{t}/{reason}"] = n
+        m[f"new_tasks/{t}"] = sum(1 for x in state.new_tasks if x.task_type is t)
+        m[f"buffer_size/{t}"] = s.buffers.size(t) + m[f"new_tasks/{t}"]
+        solves = [x for x in state.solves if x.purpose == "solve" and x.task.task_type is t]
+        m[f"solve_accuracy/{t}"] = _rate(bool(x.correct) for x in solves)
+        m[f"format_rate/solve/{t}"] = _rate(bool(x.answer and x.answer.format_ok) for x in solves)
+    m["seed/proposals"] = sum(p.stage == "seed" for p in state.proposals)
+    m["seed/valid"] = sum(p.stage == "seed" and p.valid for p in state.proposals)
+    groups: dict[str, list[ProposalRollout | SolveRollout]] = defaultdict(list)
+    for p in proposed:
+        groups[f"propose/{p.task_type}"].append(p)
+    for x in state.solves:
+        if x.purpose == "solve":
+            groups[f"solve/{x.task.task_type}"].append(x)
+    advantages = []
+    for name, members in groups.items():
+        rewards = [b.reward for b in members if b.reward is not None]
+        if rewards:
+            m[f"reward_mean/{name}"] = statistics.fmean(rewards)
+        advantages += [b.advantage for b in members if b.advantage is not None]
+    if advantages:
+        m["advantage/mean"] = statistics.fmean(advantages)
+        m["advantage/std"] = statistics.pstdev(advantages)
+        m["advantage/abs_max"] = max(abs(a) for a in advantages)
+    m["tokens/generated"] = sum(len(p.completion.token_ids) for p in state.proposals) + sum(
+        len(x.completion.token_ids) for x in state.solves
+    )
+    for stage, seconds in state.stage_seconds.items():
+        m[f"seconds/{stage}"] = seconds
+    ex = s.executor.stats
+    m["executor/executions"] = ex["executions"]
+    m["executor/timeouts"] = ex["timeouts"]
+    exec_s = state.stage_seconds.get("execute_validate", 0.0) + state.stage_seconds.get("reward", 0.0)
+    m["executor/worker_restarts"] = s.executor.worker_restarts
+    if exec_s > 0:
+        m["executor/executions_per_s"] = ex["executions"] / max(exec_s, 1e-9)
+    for key, value in state.train_metrics.items():
+        m[f"train/{key}"] = float(value)
+    m["train/step"] = state.step
+    return {k: float(v) for k, v in m.items()}
+
+
+def _proposal_row(p: ProposalRollout) -> dict[str, Any]:
+    c, o = p.candidate, p.outcome
+    task = o.task if o else None
+    return {
+        "proposal_id": p.proposal_id, "task_type": str(p.task_type), "stage": p.stage,
+        "format_ok": bool(c and c.format_ok), "valid": p.valid,
+        "reason": None if p.valid else ((o.reason if o else None) or (c.reason if c else None) or "unknown"),
+        "program": c.program if c else None, "input": c.input if c else None,
+        "output": (o.output if o else None), "inputs": list(c.inputs) if c else [],
+        "message": c.message if c else None, "task_id": p.task_id if task else None,
+        "duplicate": p.duplicate, "reference_ids": [t.task_id for t in p.references],
+        "solve_rate": p.solve_rate, "n_solves": p.n_solves, "reward": p.reward,
+    }
+
+
+def _proposal_rollout_row(p: ProposalRollout) -> dict[str, Any]:
+    return {
+        "rollout_id": p.proposal_id, "role": "propose", "task_type": str(p.task_type), "purpose": p.stage,
+        "task_id": p.task_id, "proposal_id": p.proposal_id, "prompt": p.prompt, "completion": p.completion.text,
+        "answer": None, "format_ok": bool(p.candidate and p.candidate.format_ok), "correct": None,
+        "reward": p.reward, "advantage": p.advantage, "in_batch": p.stage == "propose",
+        "prompt_tokens": len(p.prompt_token_ids), "completion_tokens": len(p.completion.token_ids),
+    }
+
+
+def _solve_row(x: SolveRollout) -> dict[str, Any]:
+    return {
+        "rollout_id": x.rollout_id, "role": "solve", "task_type": str(x.task.task_type), "purpose": x.purpose,
+        "task_id": x.task.task_id, "proposal_id": x.proposal_id, "prompt": x.prompt, "completion": x.completion.text,
+        "answer": x.answer.answer if x.answer else None, "format_ok": bool(x.answer and x.answer.format_ok),
+        "correct": x.correct, "reward": x.reward, "advantage": x.advantage, "in_batch": x.purpose == "solve",
+        "prompt_tokens": len(x.prompt_token_ids), "completion_tokens": len(x.completion.token_ids),
+    }
+
+
+def _rate(flags) -> float:
+    flags = list(flags)
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def _category(reason: str | None) -> str:
+    return (reason or "unknown").split(":", 1)[0].strip() or "unknown"

@@ -1,0 +1,139 @@
+"""A self-play session: the long-lived parts of a run (store, buffers, executor, policy workers, tracker) opened once
+per process on a run folder and shared by the stages of every iteration.
+
+Opening resumes: the store drops rows of an uncommitted iteration, the buffers are read back from the committed
+tasks, the policy workers load the checkpoint named by the last commit, and the MLflow run of the folder is reused.
+The store's lock refuses a second writer on the same folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from azr_core.config import AZRConfig
+from azr_core.executor import Executor
+from azr_core.policy.rollout.base import PromptOutput, SamplingParams
+from azr_core.policy.trainer.engine import SequenceRecord
+from azr_core.selfplay.records import IterationState
+from azr_core.store import TaskBuffers, connect, open_run
+from azr_core.tracking import Tracker
+
+log = logging.getLogger("azr.selfplay")
+
+
+class Policy(Protocol):
+    """What the stages need from the model side (PolicyWorkers implements it)."""
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[PromptOutput]: ...
+    def train_step(self, records: list[SequenceRecord]) -> dict[str, float]: ...
+    def save_checkpoint(self, path: str | Path) -> Path: ...
+    def load_checkpoint(self, path: str | Path) -> int: ...
+    def close(self) -> None: ...
+
+
+class Session:
+    """Everything an iteration's stages share. Build with `Session.open`; `close()` releases workers and the lock."""
+
+    def __init__(self, cfg: AZRConfig, *, policy: Policy | None = None, tokenizer: Any = None) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run.run_dir).resolve()
+        self.store = open_run(self.run_dir, cfg)  # takes the lock, removes uncommitted rows, commits the seeds
+        try:
+            with connect(self.run_dir) as con:
+                self.buffers = TaskBuffers.from_connection(con)
+            self.rng = random.Random(f"{cfg.run.seed}:{self.store.last_iteration}")
+            self.executor = Executor(cfg.executor).start()
+            self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(cfg)
+            self.policy = policy if policy is not None else _start_workers(cfg, self.run_dir)
+            self.step = self._resume_policy()
+            self.tracker = Tracker(self.run_dir, cfg.tracking, run_name=cfg.run.name)
+            self.tracker.log_config(cfg)
+        except BaseException:
+            self.close()
+            raise
+        self.state: IterationState | None = None
+        self.flow_run_id: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    @property
+    def last_iteration(self) -> int:
+        return self.store.last_iteration
+
+    def begin_iteration(self) -> IterationState:
+        """Start the iteration after the last committed one (dropping any half-done state of this process)."""
+        self.state = IterationState(iteration=self.last_iteration + 1, step=self.step)
+        return self.state
+
+    def checkpoint_dir(self, iteration: int) -> Path:
+        root = self.cfg.trainer.checkpoint_dir or (self.run_dir / "checkpoints")
+        return Path(root) / f"{iteration:06d}"
+
+    def prune_checkpoints(self, keep: int) -> None:
+        """Keep the newest `keep` checkpoints: each holds the optimiser state too (GBs for a 135M model)."""
+        root = self.checkpoint_dir(0).parent
+        found = sorted(p for p in root.glob("[0-9]*") if p.is_dir())
+        for old in found[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def close(self) -> None:
+        for name in ("policy", "executor"):
+            part = getattr(self, name, None)
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # noqa: BLE001 - closing must go on to release the rest
+                    log.exception("closing %s failed", name)
+        tracker = getattr(self, "tracker", None)
+        if tracker is not None:
+            tracker.close()
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
+
+    def _resume_policy(self) -> int:
+        commit = self.store.committed
+        if commit is None or not commit.checkpoint_id:
+            return 0
+        path = self.checkpoint_dir(int(commit.checkpoint_id))
+        if not path.exists():
+            raise FileNotFoundError(
+                f"the last commit of {self.run_dir} names checkpoint {commit.checkpoint_id}, but {path} is missing: "
+                "restore it, or start a new run folder"
+            )
+        log.info("resuming policy from %s", path)
+        return int(self.policy.load_checkpoint(path))
+
+
+def _load_tokenizer(cfg: AZRConfig) -> Any:
+    from azr_core.policy.model import load_tokenizer, resolve_model_path
+
+    return load_tokenizer(cfg.model, path=resolve_model_path(cfg.model))
+
+
+def _start_workers(cfg: AZRConfig, run_dir: Path) -> Policy:
+    from azr_core.policy.trainer.client import PolicyWorkers
+
+    workers = PolicyWorkers(cfg.model, cfg.rollout, cfg.trainer, log_path=run_dir / "logs" / "workers.log")
+    return workers.start()
+
+
+_SESSIONS: dict[Path, Session] = {}
+
+
+def get_session(cfg: AZRConfig) -> Session:
+    """The process's session for cfg's run folder, opened on first use (Prefect tasks run in the flow's process)."""
+    key = Path(cfg.run.run_dir).resolve()
+    if key not in _SESSIONS:
+        _SESSIONS[key] = Session(cfg)
+    return _SESSIONS[key]
+
+
+def close_session(run_dir: str | Path) -> None:
+    """Close and forget the session of `run_dir` (after a failure it is rebuilt from disk, never reused)."""
+    session = _SESSIONS.pop(Path(run_dir).resolve(), None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,152 @@
+"""The whole pipeline as a user runs it: the real local stack (Prefect server, process worker, MLflow), `prefect deploy`,
+`prefect deployment run azr/self-play` on the default model with a tiny budget; then a worker killed with SIGKILL in
+the middle of an iteration, and a second run that resumes with nothing lost and nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from azr_core.store import connect, read_commit
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["selfplay.batch_per_group=1", "selfplay.references_k=1", "rollout.max_new_tokens=24",
+        "buffers.seed_max_rounds=0", "tracking.register_every=1", "store.fsync=false"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("stack")
+    env = {**os.environ, "AZR_STATE_DIR": str(state)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    up = run([str(BIN / "azr"), "up", "--prefect-port", str(free_port()), "--mlflow-port", str(free_port())], env, 600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    for line in up.stdout.splitlines():
+        if line.startswith("export PREFECT_API_URL="):
+            env["PREFECT_API_URL"] = line.split("=", 1)[1]
+    deploy = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 600)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    try:
+        yield {"env": env, "state": state, "mlflow": f"sqlite:///{state / 'mlflow.db'}"}
+    finally:
+        run([str(BIN / "azr"), "down"], env, 300)
+
+
+def deployment_run(stack, run_dir: Path, watch: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen:
+    cmd = [str(BIN / "prefect"), "deployment", "run", "azr/self-play", "-p", "iterations=1",
+           "-p", f"run_dir={run_dir}", "-p", f"overrides={json.dumps(TINY)}"]
+    if watch:
+        return run([*cmd, "--watch", "--watch-timeout", "1500"], stack["env"])
+    return subprocess.Popen(cmd, env=stack["env"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_deployment_run_then_crash_and_resume(stack, tmp_path):
+    run_dir = tmp_path / "run"
+    first = deployment_run(stack, run_dir)
+    assert first.returncode == 0 and "Completed" in first.stdout, first.stdout[-3000:] + first.stderr[-3000:]
+
+    # Parquet rows through DuckDB
+    con = connect(run_dir)
+    assert read_commit(run_dir).iteration == 1
+    assert con.execute("SELECT count(*) FROM proposals WHERE iteration = 1").fetchone()[0] == 3
+    batch = con.execute("SELECT role, count(*) FROM rollouts WHERE iteration = 1 AND in_batch GROUP BY role").fetchall()
+    assert dict(batch) == {"propose": 3, "solve": 3}
+    metrics = con.execute("SELECT metrics FROM iterations WHERE iteration = 1").fetchone()[0]
+    assert "valid_rate/deduction" in metrics and metrics["tokens/generated"] > 0
+    con.close()
+
+    # MLflow: the run's metrics and a registered model version of the checkpoint
+    import mlflow
+
+    client = mlflow.MlflowClient(stack["mlflow"])
+    run_id = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    assert client.get_run(run_id).data.metrics["proposals/deduction"] == 1.0
+    versions = client.search_model_versions("name='azr-policy'")
+    mine = [v for v in versions if v.tags.get("iteration") == "1" and v.run_id == run_id]
+    assert mine, [v.tags for v in versions]
+
+    # A second run, killed with SIGKILL (worker, flow run, policy and sandbox processes) mid-iteration.
+    proc = deployment_run(stack, run_dir, watch=False)
+    proc.communicate(timeout=120)
+    worker = _worker_process(stack["state"])
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and not list(run_dir.glob("tables/*/iteration=2")) and not _stage_started(
+        stack["state"], "solve [it 2]"
+    ):
+        time.sleep(2)
+    assert time.monotonic() < deadline, "iteration 2 never got going"
+    tree = [worker, *worker.children(recursive=True)]
+    for p in tree:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=30)
+    assert read_commit(run_dir).iteration == 1
+    _mark_stale_runs_crashed(stack["env"])
+
+    # The stack restarts the dead worker; the next run resumes at iteration 2 and completes it.
+    up = run([str(BIN / "azr"), "up"], stack["env"], 600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    second = deployment_run(stack, run_dir)
+    assert second.returncode == 0 and "Completed" in second.stdout, second.stdout[-3000:] + second.stderr[-3000:]
+    assert read_commit(run_dir).iteration == 2
+    con = connect(run_dir)
+    its = [r[0] for r in con.execute("SELECT iteration FROM iterations ORDER BY iteration").fetchall()]
+    assert its == [0, 1, 2]
+    for table, key in (("proposals", "proposal_id"), ("rollouts", "rollout_id"), ("tasks", "task_id")):
+        n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
+        assert n == distinct, f"duplicated rows in {table}"
+    assert con.execute("SELECT count(*) FROM proposals WHERE iteration = 2").fetchone()[0] == 3
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["000001", "000002"]
+
+
+def _worker_process(state: Path) -> psutil.Process:
+    info = json.loads((state / "run" / "prefect-worker.json").read_text())
+    return psutil.Process(info["pid"])
+
+
+def _stage_started(state: Path, name: str) -> bool:
+    log = state / "logs" / "prefect-worker.log"
+    return log.exists() and f"Task run '{name}'" in log.read_text(errors="replace")
+
+
+def _mark_stale_runs_crashed(env: dict[str, str]) -> None:
+    # A flow run whose process was SIGKILLed stays RUNNING on the server and keeps its deployment concurrency slot.
+    code = (
+        "import asyncio\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType\n"
+        "from prefect.client.schemas.objects import StateType\n"
+        "from prefect.states import Crashed\n"
+        "async def main():\n"
+        "    async with get_client() as c:\n"
+        "        f = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])))\n"
+        "        for r in await c.read_flow_runs(flow_run_filter=f):\n"
+        "            await c.set_flow_run_state(r.id, Crashed(message='worker killed'), force=True)\n"
+        "asyncio.run(main())\n"
+    )
+    res = run([sys.executable, "-c", code], env, 120)
+    assert res.returncode == 0, res.stderr
