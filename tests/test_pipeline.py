@@ -41,14 +41,15 @@ def stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("stack")
     env = {**os.environ, "AZR_STATE_DIR": str(state)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    up = run([str(BIN / "azr"), "up", "--prefect-port", str(free_port()), "--mlflow-port", str(free_port())], env, 600)
-    assert up.returncode == 0, up.stdout + up.stderr
-    for line in up.stdout.splitlines():
-        if line.startswith("export PREFECT_API_URL="):
-            env["PREFECT_API_URL"] = line.split("=", 1)[1]
-    deploy = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 600)
-    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-    try:
+    try:  # `azr down` in the end even when `up` or `deploy` failed half-way
+        up = run([str(BIN / "azr"), "up", "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
+                  "--timeout", "600"], env, 1300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        for line in up.stdout.splitlines():
+            if line.startswith("export PREFECT_API_URL="):
+                env["PREFECT_API_URL"] = line.split("=", 1)[1]
+        deploy = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 600)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         yield {"env": env, "state": state, "mlflow": f"sqlite:///{state / 'mlflow.db'}"}
     finally:
         run([str(BIN / "azr"), "down"], env, 300)
@@ -81,10 +82,11 @@ def test_deployment_run_then_crash_and_resume(stack, tmp_path):
     import mlflow
 
     client = mlflow.MlflowClient(stack["mlflow"])
-    run_id = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    (recorded,) = json.loads((run_dir / "mlflow_run.json").read_text())["runs"].values()
+    run_id = recorded["run_id"]
     assert client.get_run(run_id).data.metrics["proposals/deduction"] == 1.0
     versions = client.search_model_versions("name='azr-policy'")
-    mine = [v for v in versions if v.tags.get("iteration") == "1" and v.run_id == run_id]
+    mine = [v for v in versions if v.tags.get("azr.iteration") == "1" and v.run_id == run_id]
     assert mine, [v.tags for v in versions]
 
     # A second run, killed with SIGKILL (worker, flow run, policy and sandbox processes) mid-iteration.
@@ -108,7 +110,7 @@ def test_deployment_run_then_crash_and_resume(stack, tmp_path):
     _mark_stale_runs_crashed(stack["env"])
 
     # The stack restarts the dead worker; the next run resumes at iteration 2 and completes it.
-    up = run([str(BIN / "azr"), "up"], stack["env"], 600)
+    up = run([str(BIN / "azr"), "up", "--timeout", "600"], stack["env"], 1300)
     assert up.returncode == 0, up.stdout + up.stderr
     second = deployment_run(stack, run_dir)
     assert second.returncode == 0 and "Completed" in second.stdout, second.stdout[-3000:] + second.stderr[-3000:]

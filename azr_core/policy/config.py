@@ -87,7 +87,13 @@ class TrainerConfig(BaseModel):
     micro_batch_size: int = Field(4, ge=1, description="Sequences per forward/backward pass on one rank.")
     num_workers: int = Field(1, ge=1, description="Worker processes (ranks) the deepspeed launcher starts.")
     hostfile: Path | None = Field(None, description="DeepSpeed hostfile for several nodes; None means this node.")
-    master_port: int = Field(29500, ge=1, le=65535, description="Rendezvous port of the worker group.")
+    master_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Rendezvous port of the worker group; None picks a free one at launch (two runs on one machine "
+        "must not share it). Set it for several nodes.",
+    )
     worker_timeout_s: float = Field(
         1800.0, gt=0.0, description="Longest a command to the workers may take before the caller gives up."
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams
-from azr_core.policy.trainer.engine import SequenceRecord, summarize
+from azr_core.policy.trainer.engine import SequenceRecord, _free_port, summarize
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
 
 _RANK_VARS = {
@@ -92,7 +92,8 @@ class PolicyWorkers:
 
     def launcher_command(self, port: int, token: str) -> list[str]:
         """The `deepspeed` launcher command line (run with this interpreter, so the same venv)."""
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(self.trainer_cfg.master_port)]
+        master_port = self.trainer_cfg.master_port or _free_port()
+        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(master_port)]
         if self.trainer_cfg.hostfile is not None:
             cmd += ["--hostfile", str(self.trainer_cfg.hostfile)]
         else:
