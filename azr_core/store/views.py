@@ -44,6 +44,9 @@ def connect(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -
     state = read_commit(run_dir)
     committed = state.iteration if state else -1
     con = con or duckdb.connect()
+    # Committed files never change, so their footers can be cached: a query that scans a table twice (a lineage
+    # query reads `tasks` for the task and again for its references) opens each of its files once.
+    con.execute("SET parquet_metadata_cache = true")
     for table in TABLES:
         con.execute(_view_sql(run_dir, table, committed))
     return con
