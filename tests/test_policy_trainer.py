@@ -113,3 +113,13 @@ def test_toy_reward_rises(tiny_dir):
     _, end_rewards = rollout(seed=2000, n=128)
     start, end = sum(start_rewards) / 128, sum(end_rewards) / 128
     assert end > start + 0.3, (start, end)
+
+
+def test_kl_and_entropy_terms_when_switched_on(tiny_dir):
+    trainer = _trainer(tiny_dir, kl_coef=0.1, entropy_coef=0.01)
+    records = _records(trainer, seed=4)
+    first = summarize([trainer.train_step(records)])
+    assert first["kl"] == pytest.approx(0.0, abs=1e-6)  # the reference is the starting policy
+    assert first["entropy"] > 0.0
+    second = summarize([trainer.train_step(records)])
+    assert second["kl"] > 0.0  # the policy moved away from its reference

