@@ -4,6 +4,7 @@ by zero or stalls on them."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +39,21 @@ def _params(s: Session, n: int = 1) -> SamplingParams:
     return SamplingParams.from_config(s.cfg.rollout, n=n)
 
 
+def _generate(s: Session, prompts: list[str], params: SamplingParams, label: str) -> list:
+    """Generate in chunks of the rollout batch size, with a progress bar on stderr (a line every few seconds when
+    stderr is a log file, as under a Prefect worker)."""
+    from tqdm import tqdm
+
+    chunk = max(1, s.cfg.rollout.batch_size // max(1, params.n)) * getattr(s.policy, "world_size", 1)
+    outputs: list = []
+    with tqdm(total=len(prompts), desc=f"{label} [it {s.state.iteration if s.state else '?'}]", unit="prompt",
+              file=sys.stderr, mininterval=5.0, disable=not prompts) as bar:
+        for start in range(0, len(prompts), chunk):
+            outputs += s.policy.generate(prompts[start : start + chunk], params)
+            bar.update(min(chunk, len(prompts) - start))
+    return outputs
+
+
 def _propose_round(s: Session, types: list[TaskType], per_type: int, stage: str) -> list[ProposalRollout]:
     """Build proposer prompts (K references from the type's buffer; induction: one program), generate, parse."""
     cfg = s.cfg.selfplay
@@ -53,7 +69,7 @@ def _propose_round(s: Session, types: list[TaskType], per_type: int, stage: str)
         render(s.tokenizer, proposer_messages(t, refs, n_inputs=cfg.induction_inputs), prefill=_prefill(s))
         for t, refs in plans
     ]
-    outputs = s.policy.generate(prompts, _params(s)) if prompts else []
+    outputs = _generate(s, prompts, _params(s), stage)
     rollouts = []
     for (task_type, refs), out in zip(plans, outputs, strict=True):
         r = ProposalRollout(task_type, stage, out.prompt, out.prompt_token_ids, out.completions[0], refs)
@@ -147,7 +163,7 @@ def solve(s: Session, state: IterationState) -> dict[str, Any]:
 
 def _solve_round(s: Session, items: list[tuple[Task, str | None]], purpose: str, n: int) -> list[SolveRollout]:
     prompts = [render(s.tokenizer, solver_messages(t), prefill=_prefill(s)) for t, _ in items]
-    outputs = s.policy.generate(prompts, _params(s, n)) if prompts else []
+    outputs = _generate(s, prompts, _params(s, n), purpose)
     return [
         SolveRollout(task, purpose, out.prompt, out.prompt_token_ids, comp, proposal_id=pid)
         for (task, pid), out in zip(items, outputs, strict=True)
