@@ -23,9 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.programs import make_programs  # noqa: E402
-
 from azr_core.executor import Executor, ExecutorConfig  # noqa: E402
+from bench.programs import make_programs  # noqa: E402
 
 BANNED = {"os", "sys", "subprocess", "random", "time", "datetime", "socket", "threading", "multiprocessing"}
 
@@ -108,16 +107,20 @@ def main() -> None:
         ot, ovalid, startup = run_sandboxed(clean, cfg)
         base_t.append(bt)
         ours_t.append(ot)
-        print(f"  clean run {r + 1}: baseline {args.n / bt:8.0f} prog/s ({bvalid} valid)  "
-              f"sandboxed {args.n / ot:8.0f} prog/s ({ovalid} valid, worker start-up {startup:.2f}s)")
+        print(
+            f"  clean run {r + 1}: baseline {args.n / bt:8.0f} prog/s ({bvalid} valid)  "
+            f"sandboxed {args.n / ot:8.0f} prog/s ({ovalid} valid, worker start-up {startup:.2f}s)"
+        )
     b, o = statistics.median(base_t), statistics.median(ours_t)
     print(f"CLEAN   baseline {args.n / b:8.0f} prog/s | sandboxed {args.n / o:8.0f} prog/s | ratio {b / o:5.2f}x")
 
     looping = make_programs(args.n, args.loop_fraction, seed=2)
     bt, bvalid = run_baseline(looping, args.timeout)
     ot, ovalid, _ = run_sandboxed(looping, cfg)
-    print(f"LOOPS {args.loop_fraction:.0%} baseline {args.n / bt:8.0f} prog/s ({bt:.1f}s, {bvalid} valid) | "
-          f"sandboxed {args.n / ot:8.0f} prog/s ({ot:.1f}s, {ovalid} valid) | ratio {bt / ot:5.2f}x")
+    print(
+        f"LOOPS {args.loop_fraction:.0%} baseline {args.n / bt:8.0f} prog/s ({bt:.1f}s, {bvalid} valid) | "
+        f"sandboxed {args.n / ot:8.0f} prog/s ({ot:.1f}s, {ovalid} valid) | ratio {bt / ot:5.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,10 @@ def main() -> None:
         shares.append(outside / wall)
         stages = "  ".join(f"{s}={m.get(f'seconds/{s}', 0.0):.1f}s" for s in (*MODEL_STAGES, *EXECUTOR_STAGES))
         print(f"iteration {iteration}: wall {wall:.1f}s | {stages} | commit={m.get('seconds/commit', 0.0):.2f}s")
-        print(f"    model {model:.1f}s ({model / wall:.1%})  executor {execu:.2f}s ({execu / wall:.2%})  "
-              f"outside {outside:.2f}s ({outside / wall:.2%})")
+        print(
+            f"    model {model:.1f}s ({model / wall:.1%})  executor {execu:.2f}s ({execu / wall:.2%})  "
+            f"outside {outside:.2f}s ({outside / wall:.2%})"
+        )
     if shares:
         print(f"median share outside model and executor work: {statistics.median(shares):.2%} (goal < 5%)")
 

@@ -39,8 +39,13 @@ def test_grade_examples():
     assert res.returncode == 0, res.stderr
     got = {r["id"]: r["correct"] for r in lines(res.stdout)}
     assert got == {
-        "ded-right": True, "ded-spacing": True, "ded-wrong": False, "abd-right": True, "abd-injection": False,
-        "ind-right": True, "ind-rigged-eq": False,
+        "ded-right": True,
+        "ded-spacing": True,
+        "ded-wrong": False,
+        "abd-right": True,
+        "abd-injection": False,
+        "ind-right": True,
+        "ind-rigged-eq": False,
     }
 
 
@@ -67,12 +72,16 @@ def test_unreadable_file():
 def test_results_stream_before_the_batch_ends(tmp_path):
     # The first result must be printed while a later program is still stuck in its time limit.
     f = tmp_path / "t.jsonl"
-    rows = [{"id": 0, "program": "def f(x):\n    return x", "input": "1"},
-            {"id": 1, "program": "def f(x):\n    while True:\n        pass", "input": "1"}]
+    rows = [
+        {"id": 0, "program": "def f(x):\n    return x", "input": "1"},
+        {"id": 1, "program": "def f(x):\n    while True:\n        pass", "input": "1"},
+    ]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    proc = subprocess.Popen([AZR, "validate", str(f), "--timeout", "8"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [AZR, "validate", str(f), "--timeout", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     import time
+
     start = time.monotonic()
     first = proc.stdout.readline()
     first_at = time.monotonic() - start

@@ -39,7 +39,9 @@ def test_abduction(executor):
 
 def test_induction(executor):
     tests = [("1", "2"), ("41", "42"), ("-1", "0")]
-    assert grade(executor, task_type="induction", answer="```python\ndef f(x):\n    return x + 1\n```", tests=tests).correct
+    assert grade(
+        executor, task_type="induction", answer="```python\ndef f(x):\n    return x + 1\n```", tests=tests
+    ).correct
     partial = grade(executor, task_type="induction", answer="def f(x):\n    return 2 if x == 1 else 42", tests=tests)
     assert not partial.correct and partial.reason.startswith("failed 1/3 tests")
     banned = grade(executor, task_type="induction", answer="import os\ndef f(x):\n    return x + 1", tests=tests)

@@ -20,8 +20,14 @@ from azr_core.store import connect, read_commit
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["selfplay.batch_per_group=1", "selfplay.references_k=1", "rollout.max_new_tokens=24",
-        "buffers.seed_max_rounds=0", "tracking.register_every=1", "store.fsync=false"]
+TINY = [
+    "selfplay.batch_per_group=1",
+    "selfplay.references_k=1",
+    "rollout.max_new_tokens=24",
+    "buffers.seed_max_rounds=0",
+    "tracking.register_every=1",
+    "store.fsync=false",
+]
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
@@ -42,8 +48,20 @@ def stack(tmp_path_factory):
     env = {**os.environ, "AZR_STATE_DIR": str(state)}
     env.pop("MLFLOW_TRACKING_URI", None)
     try:  # `azr down` in the end even when `up` or `deploy` failed half-way
-        up = run([str(BIN / "azr"), "up", "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
-                  "--timeout", "600"], env, 1300)
+        up = run(
+            [
+                str(BIN / "azr"),
+                "up",
+                "--prefect-port",
+                str(free_port()),
+                "--mlflow-port",
+                str(free_port()),
+                "--timeout",
+                "600",
+            ],
+            env,
+            1300,
+        )
         assert up.returncode == 0, up.stdout + up.stderr
         for line in up.stdout.splitlines():
             if line.startswith("export PREFECT_API_URL="):
@@ -56,11 +74,23 @@ def stack(tmp_path_factory):
 
 
 def deployment_run(stack, run_dir: Path, watch: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen:
-    cmd = [str(BIN / "prefect"), "deployment", "run", "azr/self-play", "-p", "iterations=1",
-           "-p", f"run_dir={run_dir}", "-p", f"overrides={json.dumps(TINY)}"]
+    cmd = [
+        str(BIN / "prefect"),
+        "deployment",
+        "run",
+        "azr/self-play",
+        "-p",
+        "iterations=1",
+        "-p",
+        f"run_dir={run_dir}",
+        "-p",
+        f"overrides={json.dumps(TINY)}",
+    ]
     if watch:
         return run([*cmd, "--watch", "--watch-timeout", "1500"], stack["env"])
-    return subprocess.Popen(cmd, env=stack["env"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, env=stack["env"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_deployment_run_then_crash_and_resume(stack, tmp_path):
@@ -94,8 +124,10 @@ def test_deployment_run_then_crash_and_resume(stack, tmp_path):
     proc.communicate(timeout=120)
     worker = _worker_process(stack["state"])
     deadline = time.monotonic() + 900
-    while time.monotonic() < deadline and not list(run_dir.glob("tables/*/iteration=2")) and not _stage_started(
-        stack["state"], "solve [it 2]"
+    while (
+        time.monotonic() < deadline
+        and not list(run_dir.glob("tables/*/iteration=2"))
+        and not _stage_started(stack["state"], "solve [it 2]")
     ):
         time.sleep(2)
     assert time.monotonic() < deadline, "iteration 2 never got going"

@@ -133,7 +133,10 @@ def test_reads_outside_are_blocked(bare_sandbox):
 def test_environment_secrets_do_not_leak(monkeypatch):
     monkeypatch.setenv("AZR_TEST_SECRET", "s3cr3t-value")
     with Executor(ExecutorConfig(workers=2, timeout_s=2.0, static_checks=False)) as ex:
-        res = run1(ex, "import os\ndef f(x):\n    return [kv for kv in sorted(os.environ.items()) if kv[0] != 'PYTHONHASHSEED']")
+        res = run1(
+            ex,
+            "import os\ndef f(x):\n    return [kv for kv in sorted(os.environ.items()) if kv[0] != 'PYTHONHASHSEED']",
+        )
         proc = run1(ex, "def f(x):\n    return open('/proc/1/environ', 'rb').read().decode(errors='replace')")
     assert res.valid
     assert "s3cr3t-value" not in res.output and "AZR_TEST_SECRET" not in res.output
@@ -176,7 +179,9 @@ def test_killing_the_worker_does_not_stop_the_batch(bare_sandbox):
 
 
 def test_builtins_poisoning_does_not_reach_the_next_program(bare_sandbox):
-    poison = "import builtins\nbuiltins.len = lambda x: 42\nbuiltins.sorted = None\ndef f(x):\n    return builtins.len(x)"
+    poison = (
+        "import builtins\nbuiltins.len = lambda x: 42\nbuiltins.sorted = None\ndef f(x):\n    return builtins.len(x)"
+    )
     honest = "def f(x):\n    return [len(x), sorted(x)]"
     items = [(poison, "[1]"), (honest, "[3, 1, 2]")] * 6
     results = bare_sandbox.validate_many(items)

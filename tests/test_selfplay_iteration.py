@@ -34,8 +34,11 @@ class ScriptedPolicy:
             return INDUCTION
         if "Create a Python Code Snippet" in prompt:
             k = next(self.counter)
-            return [DEDUCTION.format(k=k), "<think>x</think><answer>```python\nimport os\ndef f(x):\n    return 1\n```"
-                    "\n```input\n1\n```</answer>", "no format at all"][k % 3]
+            return [
+                DEDUCTION.format(k=k),
+                "<think>x</think><answer>```python\nimport os\ndef f(x):\n    return 1\n```\n```input\n1\n```</answer>",
+                "no format at all",
+            ][k % 3]
         if "```output" in prompt or "output" in prompt.lower():
             return "<think>t</think><answer>```output\n4\n```</answer>" if i % 2 else "garbage"
         return "<think>t</think><answer>```python\ndef f(x):\n    return x\n```</answer>"
@@ -50,8 +53,9 @@ class ScriptedPolicy:
     def train_step(self, records):
         assert records, "update called with no records"
         groups = {r.group for r in records}
-        assert groups <= {f"{role}/{t}" for role in ("propose", "solve")
-                          for t in ("deduction", "abduction", "induction")}
+        assert groups <= {
+            f"{role}/{t}" for role in ("propose", "solve") for t in ("deduction", "abduction", "induction")
+        }
         self.steps += 1
         return {"loss": 0.5, "sequences": float(len(records))}
 
@@ -75,9 +79,16 @@ class CharTokenizer:
 
 
 def make_session(tmp_path: Path, **over) -> Session:
-    overrides = [f"run.run_dir={tmp_path / 'run'}", "executor.workers=3", "executor.timeout_s=2.0",
-                 f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.register_every=0",
-                 "store.fsync=false", "buffers.seed_quota=2", "buffers.seed_max_rounds=2"]
+    overrides = [
+        f"run.run_dir={tmp_path / 'run'}",
+        "executor.workers=3",
+        "executor.timeout_s=2.0",
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "tracking.register_every=0",
+        "store.fsync=false",
+        "buffers.seed_quota=2",
+        "buffers.seed_max_rounds=2",
+    ]
     overrides += [f"{k}={v}" for k, v in over.items()]
     cfg = load_config(None, overrides, profile="cpu-tiny")
     return Session(cfg, policy=ScriptedPolicy(), tokenizer=CharTokenizer())
@@ -107,10 +118,12 @@ def test_one_iteration_end_to_end(tmp_path):
     assert "check" in reasons and reasons & {"format", "parse"}  # cpu-tiny parses leniently
     # the induction proposals ran on the reference program: identity on three inputs -> a valid task
     assert con.execute("SELECT count(*) FROM tasks WHERE task_type='induction' AND iteration=1").fetchone()[0] >= 1
-    batch = con.execute("SELECT role, task_type, count(*), avg(advantage) FROM rollouts WHERE in_batch "
-                    "GROUP BY ALL").fetchall()
-    assert {(r[0], r[1]) for r in batch} == {(role, t) for role in ("propose", "solve")
-                                             for t in ("deduction", "abduction", "induction")}
+    batch = con.execute(
+        "SELECT role, task_type, count(*), avg(advantage) FROM rollouts WHERE in_batch GROUP BY ALL"
+    ).fetchall()
+    assert {(r[0], r[1]) for r in batch} == {
+        (role, t) for role in ("propose", "solve") for t in ("deduction", "abduction", "induction")
+    }
     for *_, mean_adv in batch:
         assert abs(mean_adv) < 1e-9  # TRR++: zero mean within each group
     metrics = con.execute("SELECT metrics FROM iterations WHERE iteration=1").fetchone()[0]

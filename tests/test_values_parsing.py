@@ -8,8 +8,16 @@ from azr_core.values import LiteralError, literal_texts_equal, parse_literal, va
 
 @pytest.mark.parametrize(
     "a,b",
-    [("[1,2]", "[1, 2]"), ("{1,2}", "{2, 1}"), ("{'a': (1, None)}", "{ 'a' : (1,None) }"), ("set()", "set()"),
-     ("-3", "-3"), ("1e3", "1000.0"), ("b'x'", "b'x'"), ("(1+2j)", "(1+2j)")],
+    [
+        ("[1,2]", "[1, 2]"),
+        ("{1,2}", "{2, 1}"),
+        ("{'a': (1, None)}", "{ 'a' : (1,None) }"),
+        ("set()", "set()"),
+        ("-3", "-3"),
+        ("1e3", "1000.0"),
+        ("b'x'", "b'x'"),
+        ("(1+2j)", "(1+2j)"),
+    ],
 )
 def test_equal_values_compare_equal(a, b):
     assert literal_texts_equal(a, b)
@@ -22,7 +30,9 @@ def test_types_are_strict(a, b):
     assert not literal_texts_equal(a, b)
 
 
-@pytest.mark.parametrize("text", ["[0]) or (1", "__import__('os')", "f(1)", "x", "[1, 2", "1 if True else 2", "'a' * 3"])
+@pytest.mark.parametrize(
+    "text", ["[0]) or (1", "__import__('os')", "f(1)", "x", "[1, 2", "1 if True else 2", "'a' * 3"]
+)
 def test_non_literals_are_refused(text):
     with pytest.raises(LiteralError):
         parse_literal(text)
@@ -75,8 +85,20 @@ def test_call_args():
 
 @pytest.mark.parametrize(
     "text",
-    ["[0]) or (1", "1), (2", "1)(2", "1) + f(2", "x", "*[1]", "**{'a': 1}", "__import__('os')", "1) # c",
-     "print(1)", "(lambda: 1)()", "[i for i in range(3)]"],
+    [
+        "[0]) or (1",
+        "1), (2",
+        "1)(2",
+        "1) + f(2",
+        "x",
+        "*[1]",
+        "**{'a': 1}",
+        "__import__('os')",
+        "1) # c",
+        "print(1)",
+        "(lambda: 1)()",
+        "[i for i in range(3)]",
+    ],
 )
 def test_call_args_refuse_injection_and_code(text):
     with pytest.raises(InputError):

@@ -157,7 +157,11 @@ def _stream(
     out = sys.stdout
     show = total >= PROGRESS_MIN_ITEMS and _err.is_terminal
     progress = Progress(
-        TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_err,
+        TextColumn(f"[bold]{verb}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_err,
         disable=not show,
     )
     ready: dict[int, dict[str, Any]] = {}

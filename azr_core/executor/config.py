@@ -33,10 +33,11 @@ class ExecutorConfig(BaseModel):
     )
     memory_mb: int = Field(512, gt=16, description="Address-space limit (RLIMIT_AS) of a child, MiB.")
     max_processes: int = Field(
-        64,
+        256,
         gt=0,
-        description="RLIMIT_NPROC of a child: processes of the sandbox user, all workers together. Binds only for an "
-        "unprivileged user, which is why the sandbox runs as `sandbox_user`.",
+        description="RLIMIT_NPROC of a child. It counts every process of the sandbox user on the machine: about 3 per "
+        "worker of every executor running (firejail's two and the worker), plus what children start. It binds only "
+        "for an unprivileged user, which is why the sandbox runs as `sandbox_user`; fork bombs stop at it.",
     )
     max_file_bytes: int = Field(1 << 20, ge=0, description="Largest file a child may write (RLIMIT_FSIZE), bytes.")
     max_open_files: int = Field(64, gt=8, description="Open-file limit (RLIMIT_NOFILE) of a child.")

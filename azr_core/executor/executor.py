@@ -149,7 +149,9 @@ class Executor:
                 same = False
             if not same:
                 return ValidationResult(
-                    False, None, f"nondeterministic: run 1 returned {_clip(first.output)}, run {run} {_clip(again.output)}"
+                    False,
+                    None,
+                    f"nondeterministic: run 1 returned {_clip(first.output)}, run {run} {_clip(again.output)}",
                 )
             avoid = again.worker
         return ValidationResult(True, first.output, None)
@@ -210,12 +212,18 @@ class Executor:
         specs, expected = [], []
         for i, (input_text, output_text) in enumerate(req.tests):
             try:
-                specs.append(_Spec(program, parse_call_args(input_text, max_chars=self.cfg.max_input_chars).to_literal()))
+                specs.append(
+                    _Spec(program, parse_call_args(input_text, max_chars=self.cfg.max_input_chars).to_literal())
+                )
                 expected.append(parse_literal(output_text, max_chars=self.cfg.max_output_chars))
             except (InputError, LiteralError) as exc:
                 return GradeResult(False, f"bad task: test {i}: {exc}")
         runs = yield specs
-        failed = [i for i, (run, exp) in enumerate(zip(runs, expected)) if not _compare_run(run, exp, 10**9).correct]
+        failed = [
+            i
+            for i, (run, exp) in enumerate(zip(runs, expected, strict=True))
+            if not _compare_run(run, exp, 10**9).correct
+        ]
         if failed:
             first = _compare_run(runs[failed[0]], expected[failed[0]], self.cfg.max_output_chars)
             return GradeResult(False, f"failed {len(failed)}/{len(runs)} tests (test {failed[0]}: {first.reason})")
@@ -301,7 +309,11 @@ def _compare_run(run: RunResult, expected: Any, max_chars: int) -> GradeResult:
         got = parse_literal(run.output or "", max_chars=max_chars)
     except LiteralError as exc:
         return GradeResult(False, f"not literal: {exc}")
-    return GradeResult(True, None) if values_equal(got, expected) else GradeResult(False, f"wrong output {_clip(run.output)}")
+    return (
+        GradeResult(True, None)
+        if values_equal(got, expected)
+        else GradeResult(False, f"wrong output {_clip(run.output)}")
+    )
 
 
 def _clip(text: str | None, limit: int = 80) -> str:

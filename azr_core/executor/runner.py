@@ -55,8 +55,14 @@ def execute(req):
         # Compiling runs none of the program; done here, the child does not pay page faults for the compiler.
         code = compile(req["program"], "<program>", "exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError) as exc:
-        return {"id": req["id"], "status": "error", "output": None, "detail": _describe_exception(exc),
-                "wall": round(time.monotonic() - start, 6), "cpu": 0.0}
+        return {
+            "id": req["id"],
+            "status": "error",
+            "output": None,
+            "detail": _describe_exception(exc),
+            "wall": round(time.monotonic() - start, 6),
+            "cpu": 0.0,
+        }
     rfd, wfd = os.pipe()
     pid = _fork_retrying()
     if pid == 0:

@@ -25,11 +25,20 @@ def commit(s: Session, state: IterationState) -> dict[str, Any]:
         w.write("proposals", [_proposal_row(p) for p in state.proposals])
         w.write("tasks", [task_to_row(t) for t in state.new_tasks])
         w.write("rollouts", [_proposal_rollout_row(p) for p in state.proposals] + [_solve_row(x) for x in state.solves])
-        w.write("iterations", [{
-            "stage": "train", "step": state.step, "checkpoint_id": state.checkpoint_id,
-            "started_at": datetime.fromtimestamp(state.started_at, UTC), "finished_at": finished,
-            "wall_s": time.time() - state.started_at, "metrics": metrics,
-        }])
+        w.write(
+            "iterations",
+            [
+                {
+                    "stage": "train",
+                    "step": state.step,
+                    "checkpoint_id": state.checkpoint_id,
+                    "started_at": datetime.fromtimestamp(state.started_at, UTC),
+                    "finished_at": finished,
+                    "wall_s": time.time() - state.started_at,
+                    "metrics": metrics,
+                }
+            ],
+        )
         w.commit(state.checkpoint_id)
     for task in state.new_tasks:
         s.buffers.add(task)
@@ -40,13 +49,19 @@ def commit(s: Session, state: IterationState) -> dict[str, Any]:
     version = None
     final = s.cfg.run.iterations <= state.iteration
     if s.tracker.should_register(state.iteration, final=final) and state.checkpoint_id is not None:
-        mv = s.tracker.register_checkpoint(s.checkpoint_dir(state.iteration), state.iteration,
-                                           flow_run_id=s.flow_run_id)
+        mv = s.tracker.register_checkpoint(
+            s.checkpoint_dir(state.iteration), state.iteration, flow_run_id=s.flow_run_id
+        )
         version = getattr(mv, "version", None)
     state.stage_seconds["commit"] = commit_s
     state.stage_seconds["tracking"] = time.perf_counter() - t1
-    return state.summary("commit", committed=state.iteration, new_tasks=len(state.new_tasks),
-                         model_version=version, tracking_s=round(state.stage_seconds["tracking"], 3))
+    return state.summary(
+        "commit",
+        committed=state.iteration,
+        new_tasks=len(state.new_tasks),
+        model_version=version,
+        tracking_s=round(state.stage_seconds["tracking"], 3),
+    )
 
 
 def iteration_metrics(s: Session, state: IterationState) -> dict[str, float]:
@@ -105,34 +120,65 @@ def _proposal_row(p: ProposalRollout) -> dict[str, Any]:
     c, o = p.candidate, p.outcome
     task = o.task if o else None
     return {
-        "proposal_id": p.proposal_id, "task_type": str(p.task_type), "stage": p.stage,
-        "format_ok": bool(c and c.format_ok), "valid": p.valid,
+        "proposal_id": p.proposal_id,
+        "task_type": str(p.task_type),
+        "stage": p.stage,
+        "format_ok": bool(c and c.format_ok),
+        "valid": p.valid,
         "reason": None if p.valid else ((o.reason if o else None) or (c.reason if c else None) or "unknown"),
-        "program": c.program if c else None, "input": c.input if c else None,
-        "output": (o.output if o else None), "inputs": list(c.inputs) if c else [],
-        "message": c.message if c else None, "task_id": p.task_id if task else None,
-        "duplicate": p.duplicate, "reference_ids": [t.task_id for t in p.references],
-        "solve_rate": p.solve_rate, "n_solves": p.n_solves, "reward": p.reward,
+        "program": c.program if c else None,
+        "input": c.input if c else None,
+        "output": (o.output if o else None),
+        "inputs": list(c.inputs) if c else [],
+        "message": c.message if c else None,
+        "task_id": p.task_id if task else None,
+        "duplicate": p.duplicate,
+        "reference_ids": [t.task_id for t in p.references],
+        "solve_rate": p.solve_rate,
+        "n_solves": p.n_solves,
+        "reward": p.reward,
     }
 
 
 def _proposal_rollout_row(p: ProposalRollout) -> dict[str, Any]:
     return {
-        "rollout_id": p.proposal_id, "role": "propose", "task_type": str(p.task_type), "purpose": p.stage,
-        "task_id": p.task_id, "proposal_id": p.proposal_id, "prompt": p.prompt, "completion": p.completion.text,
-        "answer": None, "format_ok": bool(p.candidate and p.candidate.format_ok), "correct": None,
-        "reward": p.reward, "advantage": p.advantage, "in_batch": p.stage == "propose",
-        "prompt_tokens": len(p.prompt_token_ids), "completion_tokens": len(p.completion.token_ids),
+        "rollout_id": p.proposal_id,
+        "role": "propose",
+        "task_type": str(p.task_type),
+        "purpose": p.stage,
+        "task_id": p.task_id,
+        "proposal_id": p.proposal_id,
+        "prompt": p.prompt,
+        "completion": p.completion.text,
+        "answer": None,
+        "format_ok": bool(p.candidate and p.candidate.format_ok),
+        "correct": None,
+        "reward": p.reward,
+        "advantage": p.advantage,
+        "in_batch": p.stage == "propose",
+        "prompt_tokens": len(p.prompt_token_ids),
+        "completion_tokens": len(p.completion.token_ids),
     }
 
 
 def _solve_row(x: SolveRollout) -> dict[str, Any]:
     return {
-        "rollout_id": x.rollout_id, "role": "solve", "task_type": str(x.task.task_type), "purpose": x.purpose,
-        "task_id": x.task.task_id, "proposal_id": x.proposal_id, "prompt": x.prompt, "completion": x.completion.text,
-        "answer": x.answer.answer if x.answer else None, "format_ok": bool(x.answer and x.answer.format_ok),
-        "correct": x.correct, "reward": x.reward, "advantage": x.advantage, "in_batch": x.purpose == "solve",
-        "prompt_tokens": len(x.prompt_token_ids), "completion_tokens": len(x.completion.token_ids),
+        "rollout_id": x.rollout_id,
+        "role": "solve",
+        "task_type": str(x.task.task_type),
+        "purpose": x.purpose,
+        "task_id": x.task.task_id,
+        "proposal_id": x.proposal_id,
+        "prompt": x.prompt,
+        "completion": x.completion.text,
+        "answer": x.answer.answer if x.answer else None,
+        "format_ok": bool(x.answer and x.answer.format_ok),
+        "correct": x.correct,
+        "reward": x.reward,
+        "advantage": x.advantage,
+        "in_batch": x.purpose == "solve",
+        "prompt_tokens": len(x.prompt_token_ids),
+        "completion_tokens": len(x.completion.token_ids),
     }
 
 

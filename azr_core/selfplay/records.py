@@ -74,5 +74,9 @@ class IterationState:
 
     def summary(self, stage: str, **extra: Any) -> dict[str, Any]:
         """The small dict a stage returns (and logs): counts and rates, never rows or tensors."""
-        return {"iteration": self.iteration, "stage": stage, "seconds": round(self.stage_seconds.get(stage, 0.0), 3),
-                **extra}
+        return {
+            "iteration": self.iteration,
+            "stage": stage,
+            "seconds": round(self.stage_seconds.get(stage, 0.0), 3),
+            **extra,
+        }

@@ -46,8 +46,14 @@ def _generate(s: Session, prompts: list[str], params: SamplingParams, label: str
 
     chunk = max(1, s.cfg.rollout.batch_size // max(1, params.n)) * getattr(s.policy, "world_size", 1)
     outputs: list = []
-    with tqdm(total=len(prompts), desc=f"{label} [it {s.state.iteration if s.state else '?'}]", unit="prompt",
-              file=sys.stderr, mininterval=5.0, disable=not prompts) as bar:
+    with tqdm(
+        total=len(prompts),
+        desc=f"{label} [it {s.state.iteration if s.state else '?'}]",
+        unit="prompt",
+        file=sys.stderr,
+        mininterval=5.0,
+        disable=not prompts,
+    ) as bar:
         for start in range(0, len(prompts), chunk):
             outputs += s.policy.generate(prompts[start : start + chunk], params)
             bar.update(min(chunk, len(prompts) - start))
@@ -74,8 +80,13 @@ def _propose_round(s: Session, types: list[TaskType], per_type: int, stage: str)
     for (task_type, refs), out in zip(plans, outputs, strict=True):
         r = ProposalRollout(task_type, stage, out.prompt, out.prompt_token_ids, out.completions[0], refs)
         r.candidate = parse_proposal(
-            task_type, r.completion.text, n_inputs=cfg.induction_inputs, reference=refs[0] if refs else None,
-            reference_ids=[t.task_id for t in refs], think_prefilled=cfg.think_prefill, lenient=cfg.lenient_parsing,
+            task_type,
+            r.completion.text,
+            n_inputs=cfg.induction_inputs,
+            reference=refs[0] if refs else None,
+            reference_ids=[t.task_id for t in refs],
+            think_prefilled=cfg.think_prefill,
+            lenient=cfg.lenient_parsing,
         )
         rollouts.append(r)
     return rollouts
@@ -85,8 +96,12 @@ def _validate(s: Session, state: IterationState, rollouts: list[ProposalRollout]
     """Run candidates in the sandbox; keep each valid, non-duplicate task as new (added to buffers at commit)."""
     cfg = s.cfg.selfplay
     outcomes = validate_candidates(
-        s.executor, [r.candidate for r in rollouts], iteration=state.iteration, rng=s.rng,
-        shown_fraction=cfg.induction_shown_fraction, min_induction_inputs=cfg.induction_min_valid_inputs,
+        s.executor,
+        [r.candidate for r in rollouts],
+        iteration=state.iteration,
+        rng=s.rng,
+        shown_fraction=cfg.induction_shown_fraction,
+        min_induction_inputs=cfg.induction_min_valid_inputs,
         proposal_ids=[r.proposal_id for r in rollouts],
     )
     fresh = {t.task_id for t in state.new_tasks}
@@ -115,8 +130,13 @@ def seed(s: Session, state: IterationState) -> dict[str, Any]:
             state.proposals.extend(rollouts)
             rounds += 1
     seeded = [p for p in state.proposals if p.stage == "seed"]
-    return state.summary("seed", rounds=rounds, proposals=len(seeded), valid=sum(p.valid for p in seeded),
-                         buffer_sizes={str(t): s.buffers.size(t) for t in TASK_TYPES})
+    return state.summary(
+        "seed",
+        rounds=rounds,
+        proposals=len(seeded),
+        valid=sum(p.valid for p in seeded),
+        buffer_sizes={str(t): s.buffers.size(t) for t in TASK_TYPES},
+    )
 
 
 def propose(s: Session, state: IterationState) -> dict[str, Any]:
@@ -126,8 +146,13 @@ def propose(s: Session, state: IterationState) -> dict[str, Any]:
         state.proposals.extend(rollouts)
     parsed = sum(bool(r.candidate and r.candidate.parsed) for r in rollouts)
     fmt = sum(r.completion is not None and bool(r.candidate and r.candidate.format_ok) for r in rollouts)
-    return state.summary("propose", proposals=len(rollouts), parsed=parsed, format_ok=fmt,
-                         tokens=sum(len(r.completion.token_ids) for r in rollouts))
+    return state.summary(
+        "propose",
+        proposals=len(rollouts),
+        parsed=parsed,
+        format_ok=fmt,
+        tokens=sum(len(r.completion.token_ids) for r in rollouts),
+    )
 
 
 def execute_validate(s: Session, state: IterationState) -> dict[str, Any]:
@@ -137,9 +162,14 @@ def execute_validate(s: Session, state: IterationState) -> dict[str, Any]:
         _validate(s, state, todo)
     valid = sum(p.valid for p in todo)
     reasons = Counter(_category(p.outcome.reason) for p in todo if p.outcome and not p.valid)
-    return state.summary("execute_validate", proposals=len(todo), valid=valid,
-                         valid_rate=round(valid / len(todo), 3) if todo else 0.0, new_tasks=len(state.new_tasks),
-                         reasons=dict(reasons.most_common(5)))
+    return state.summary(
+        "execute_validate",
+        proposals=len(todo),
+        valid=valid,
+        valid_rate=round(valid / len(todo), 3) if todo else 0.0,
+        new_tasks=len(state.new_tasks),
+        reasons=dict(reasons.most_common(5)),
+    )
 
 
 def solve(s: Session, state: IterationState) -> dict[str, Any]:
@@ -147,8 +177,9 @@ def solve(s: Session, state: IterationState) -> dict[str, Any]:
     cfg = s.cfg.selfplay
     with _timed(state, "solve"):
         batch: list[tuple[Task, str | None]] = []
-        proposed_new = [t for t in state.new_tasks if any(p.task_id == t.task_id and p.stage == "propose"
-                                                          for p in state.proposals)]
+        proposed_new = [
+            t for t in state.new_tasks if any(p.task_id == t.task_id and p.stage == "propose" for p in state.proposals)
+        ]
         for task_type in TASK_TYPES:
             batch += [(t, None) for t in s.buffers.solver_batch(task_type, cfg.batch_per_group, s.rng, proposed_new)]
         by_task = {p.task_id: p.proposal_id for p in state.proposals if p.stage == "propose" and p.valid}
@@ -157,8 +188,12 @@ def solve(s: Session, state: IterationState) -> dict[str, Any]:
         if learn:
             state.solves += _solve_round(s, learn, "learnability", cfg.learnability_rollouts)
     solves = [x for x in state.solves if x.purpose == "solve"]
-    return state.summary("solve", solves=len(solves), learnability=len(state.solves) - len(solves),
-                         tokens=sum(len(x.completion.token_ids) for x in state.solves))
+    return state.summary(
+        "solve",
+        solves=len(solves),
+        learnability=len(state.solves) - len(solves),
+        tokens=sum(len(x.completion.token_ids) for x in state.solves),
+    )
 
 
 def _solve_round(s: Session, items: list[tuple[Task, str | None]], purpose: str, n: int) -> list[SolveRollout]:
@@ -176,18 +211,23 @@ def reward(s: Session, state: IterationState) -> dict[str, Any]:
     cfg, rcfg = s.cfg.selfplay, s.cfg.rewards
     with _timed(state, "reward"):
         for x in state.solves:
-            x.answer = parse_answer(x.task.task_type, x.completion.text, think_prefilled=cfg.think_prefill,
-                                    lenient=cfg.lenient_parsing)
+            x.answer = parse_answer(
+                x.task.task_type, x.completion.text, think_prefilled=cfg.think_prefill, lenient=cfg.lenient_parsing
+            )
         gradable = [x for x in state.solves if x.answer and x.answer.answer is not None]
         grades = s.executor.grade_many([grade_request(x.task, x.answer.answer) for x in gradable]) if gradable else []
         for x, g in zip(gradable, grades, strict=True):
             x.correct = g.correct
         for x in state.solves:
             x.correct = bool(x.correct)
-        rewards = solver_reward([x.completion.text for x in state.solves],
-                                format_ok=[bool(x.answer and x.answer.format_ok) for x in state.solves],
-                                correct=[x.correct for x in state.solves], correct_reward=rcfg.correct,
-                                wrong_reward=rcfg.wrong_answer, format_error_reward=rcfg.format_error)
+        rewards = solver_reward(
+            [x.completion.text for x in state.solves],
+            format_ok=[bool(x.answer and x.answer.format_ok) for x in state.solves],
+            correct=[x.correct for x in state.solves],
+            correct_reward=rcfg.correct,
+            wrong_reward=rcfg.wrong_answer,
+            format_error_reward=rcfg.format_error,
+        )
         for x, r in zip(state.solves, rewards, strict=True):
             x.reward = r
         accuracy: dict[str, list[float]] = {}
@@ -199,22 +239,33 @@ def reward(s: Session, state: IterationState) -> dict[str, Any]:
             rates = accuracy.get(p.proposal_id, [])
             p.n_solves, p.solve_rate = len(rates), (sum(rates) / len(rates) if rates else None)
         prop_rewards = learnability_reward(
-            [p.completion.text for p in trained], format_ok=[bool(p.candidate and p.candidate.format_ok)
-                                                             for p in trained],
-            valid=[p.valid for p in trained], solve_rate=[p.solve_rate for p in trained],
-            unlearnable_reward=rcfg.unlearnable, invalid_reward=rcfg.invalid_proposal,
+            [p.completion.text for p in trained],
+            format_ok=[bool(p.candidate and p.candidate.format_ok) for p in trained],
+            valid=[p.valid for p in trained],
+            solve_rate=[p.solve_rate for p in trained],
+            unlearnable_reward=rcfg.unlearnable,
+            invalid_reward=rcfg.invalid_proposal,
             format_error_reward=rcfg.format_error,
         )
         for p, r in zip(trained, prop_rewards, strict=True):
             p.reward = r
         batch = _update_batch(state)
-        advantages = trr_advantages([b.reward for b in batch], [_role(b) for b in batch],
-                                    [_task_type(b) for b in batch], eps=cfg.advantage_std_eps)
+        advantages = trr_advantages(
+            [b.reward for b in batch],
+            [_role(b) for b in batch],
+            [_task_type(b) for b in batch],
+            eps=cfg.advantage_std_eps,
+        )
         for b, a in zip(batch, advantages, strict=True):
             b.advantage = a
     solves = [x for x in state.solves if x.purpose == "solve"]
-    return state.summary("reward", graded=len(grades), solve_accuracy=_rate([x.correct for x in solves]),
-                         mean_proposer_reward=_mean([p.reward for p in trained]), batch=len(batch))
+    return state.summary(
+        "reward",
+        graded=len(grades),
+        solve_accuracy=_rate([x.correct for x in solves]),
+        mean_proposer_reward=_mean([p.reward for p in trained]),
+        batch=len(batch),
+    )
 
 
 def _update_batch(state: IterationState) -> list[ProposalRollout | SolveRollout]:
@@ -226,9 +277,15 @@ def update(s: Session, state: IterationState) -> dict[str, Any]:
     """One policy-gradient step on the six groups' sequences, then a checkpoint of model and optimiser."""
     with _timed(state, "update"):
         records = [
-            SequenceRecord(b.prompt_token_ids, b.completion.token_ids, b.completion.logprobs, float(b.advantage or 0.0),
-                           f"{_role(b)}/{_task_type(b)}")
-            for b in _update_batch(state) if b.completion.token_ids
+            SequenceRecord(
+                b.prompt_token_ids,
+                b.completion.token_ids,
+                b.completion.logprobs,
+                float(b.advantage or 0.0),
+                f"{_role(b)}/{_task_type(b)}",
+            )
+            for b in _update_batch(state)
+            if b.completion.token_ids
         ]
         state.train_metrics = s.policy.train_step(records) if records else {}
         s.step += 1
@@ -236,8 +293,13 @@ def update(s: Session, state: IterationState) -> dict[str, Any]:
         path = s.checkpoint_dir(state.iteration)
         s.policy.save_checkpoint(path)
         state.checkpoint_id = str(state.iteration)
-    return state.summary("update", sequences=len(records), step=state.step,
-                         loss=round(state.train_metrics.get("loss", 0.0), 6), checkpoint=str(path))
+    return state.summary(
+        "update",
+        sequences=len(records),
+        step=state.step,
+        loss=round(state.train_metrics.get("loss", 0.0), 6),
+        checkpoint=str(path),
+    )
 
 
 def _role(b: ProposalRollout | SolveRollout) -> str:
