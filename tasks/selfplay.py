@@ -15,16 +15,7 @@ from prefect import get_run_logger, task
 from azr_core.config import AZRConfig
 from azr_core.selfplay import commit as commit_mod
 from azr_core.selfplay import stages
-from azr_core.selfplay.session import _SESSIONS, close_session, get_session
-
-
-def _session(run_dir: str):
-    from pathlib import Path
-
-    session = _SESSIONS.get(Path(run_dir).resolve())
-    if session is None:
-        raise RuntimeError(f"no open session for {run_dir}: the flow must run open_run first")
-    return session
+from azr_core.selfplay.session import close_session, get_session, session_for
 
 
 def _log(summary: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +35,7 @@ def open_run(config: dict[str, Any], flow_run_id: str | None = None) -> dict[str
 @task(name="seed", task_run_name="seed [it {iteration}]")
 def seed(run_dir: str, iteration: int) -> dict[str, Any]:
     """Fill buffers below their seed quota with valid proposals of the current model (bounded rounds)."""
-    s = _session(run_dir)
+    s = session_for(run_dir)
     state = s.begin_iteration()
     if state.iteration != iteration:
         raise RuntimeError(f"expected iteration {iteration}, the store is at {state.iteration}")
@@ -54,42 +45,42 @@ def seed(run_dir: str, iteration: int) -> dict[str, Any]:
 @task(name="propose", task_run_name="propose [it {iteration}]")
 def propose(run_dir: str, iteration: int) -> dict[str, Any]:
     """Proposer prompts with K references per task type; generate."""
-    s = _session(run_dir)
+    s = session_for(run_dir)
     return _log(stages.propose(s, s.state))
 
 
 @task(name="execute-validate", task_run_name="execute-validate [it {iteration}]")
 def execute_validate(run_dir: str, iteration: int) -> dict[str, Any]:
     """Parse, check and run each proposal in the sandbox; record every one with its reason."""
-    s = _session(run_dir)
+    s = session_for(run_dir)
     return _log(stages.execute_validate(s, s.state))
 
 
 @task(name="solve", task_run_name="solve [it {iteration}]")
 def solve(run_dir: str, iteration: int) -> dict[str, Any]:
     """Solver batches and learnability rollouts."""
-    s = _session(run_dir)
+    s = session_for(run_dir)
     return _log(stages.solve(s, s.state))
 
 
 @task(name="reward", task_run_name="reward [it {iteration}]")
 def reward(run_dir: str, iteration: int) -> dict[str, Any]:
     """Grade in the sandbox; solver and proposer rewards; TRR++ advantages."""
-    s = _session(run_dir)
+    s = session_for(run_dir)
     return _log(stages.reward(s, s.state))
 
 
 @task(name="update", task_run_name="update [it {iteration}]")
 def update(run_dir: str, iteration: int) -> dict[str, Any]:
     """One DeepSpeed policy-gradient step; checkpoint."""
-    s = _session(run_dir)
+    s = session_for(run_dir)
     return _log(stages.update(s, s.state))
 
 
 @task(name="commit", task_run_name="commit [it {iteration}]")
 def commit(run_dir: str, iteration: int) -> dict[str, Any]:
     """Write the iteration's rows, commit, log metrics to MLflow, register the model every K iterations."""
-    s = _session(run_dir)
+    s = session_for(run_dir)
     return _log(commit_mod.commit(s, s.state))
 
 

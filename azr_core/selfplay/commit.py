@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from azr_core.selfplay.records import IterationState, ProposalRollout, SolveRollout
+from azr_core.selfplay.records import IterationState, ProposalRollout, SolveRollout, reason_category, share
 from azr_core.selfplay.session import Session
 from azr_core.store import task_to_row
 from azr_core.task_types import TASK_TYPES
@@ -71,15 +71,15 @@ def iteration_metrics(s: Session, state: IterationState) -> dict[str, float]:
     for t in TASK_TYPES:
         mine = [p for p in proposed if p.task_type is t]
         m[f"proposals/{t}"] = len(mine)
-        m[f"valid_rate/{t}"] = _rate(p.valid for p in mine)
-        m[f"format_rate/propose/{t}"] = _rate(bool(p.candidate and p.candidate.format_ok) for p in mine)
-        for reason, n in Counter(_category(p.outcome.reason) for p in mine if p.outcome and not p.valid).items():
+        m[f"valid_rate/{t}"] = share(p.valid for p in mine)
+        m[f"format_rate/propose/{t}"] = share(bool(p.candidate and p.candidate.format_ok) for p in mine)
+        for reason, n in Counter(reason_category(p.outcome.reason) for p in mine if p.outcome and not p.valid).items():
             m[f"invalid/{t}/{reason}"] = n
         m[f"new_tasks/{t}"] = sum(1 for x in state.new_tasks if x.task_type is t)
         m[f"buffer_size/{t}"] = s.buffers.size(t) + m[f"new_tasks/{t}"]
         solves = [x for x in state.solves if x.purpose == "solve" and x.task.task_type is t]
-        m[f"solve_accuracy/{t}"] = _rate(bool(x.correct) for x in solves)
-        m[f"format_rate/solve/{t}"] = _rate(bool(x.answer and x.answer.format_ok) for x in solves)
+        m[f"solve_accuracy/{t}"] = share(bool(x.correct) for x in solves)
+        m[f"format_rate/solve/{t}"] = share(bool(x.answer and x.answer.format_ok) for x in solves)
     m["seed/proposals"] = sum(p.stage == "seed" for p in state.proposals)
     m["seed/valid"] = sum(p.stage == "seed" and p.valid for p in state.proposals)
     groups: dict[str, list[ProposalRollout | SolveRollout]] = defaultdict(list)
@@ -180,12 +180,3 @@ def _solve_row(x: SolveRollout) -> dict[str, Any]:
         "prompt_tokens": len(x.prompt_token_ids),
         "completion_tokens": len(x.completion.token_ids),
     }
-
-
-def _rate(flags) -> float:
-    flags = list(flags)
-    return sum(flags) / len(flags) if flags else 0.0
-
-
-def _category(reason: str | None) -> str:
-    return (reason or "unknown").split(":", 1)[0].strip() or "unknown"

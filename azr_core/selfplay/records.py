@@ -7,6 +7,7 @@ needs to reach disk before the commit stage writes it as Parquet rows.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,3 +81,14 @@ class IterationState:
             "seconds": round(self.stage_seconds.get(stage, 0.0), 3),
             **extra,
         }
+
+
+def reason_category(reason: str | None) -> str:
+    """The part of a `category: detail` reason before the colon (what metrics and history queries group on)."""
+    return (reason or "unknown").split(":", 1)[0].strip() or "unknown"
+
+
+def share(flags: Iterable[bool | None]) -> float:
+    """Fraction of true flags; 0.0 for none (empty batches are normal for a small model)."""
+    flags = list(flags)
+    return sum(bool(f) for f in flags) / len(flags) if flags else 0.0

@@ -132,6 +132,14 @@ def get_session(cfg: AZRConfig) -> Session:
     return _SESSIONS[key]
 
 
+def session_for(run_dir: str | Path) -> Session:
+    """The session a previous `get_session` opened for `run_dir`; an error when there is none."""
+    session = _SESSIONS.get(Path(run_dir).resolve())
+    if session is None:
+        raise RuntimeError(f"no open session for {run_dir}: open the run first (the flow's open-run task)")
+    return session
+
+
 def close_session(run_dir: str | Path) -> None:
     """Close and forget the session of `run_dir` (after a failure it is rebuilt from disk, never reused)."""
     session = _SESSIONS.pop(Path(run_dir).resolve(), None)

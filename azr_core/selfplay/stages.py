@@ -17,7 +17,7 @@ from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.prompts import proposer_messages, render, solver_messages
 from azr_core.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
 from azr_core.rewards import learnability_reward, solver_reward
-from azr_core.selfplay.records import IterationState, ProposalRollout, SolveRollout
+from azr_core.selfplay.records import IterationState, ProposalRollout, SolveRollout, reason_category, share
 from azr_core.selfplay.session import Session
 from azr_core.task_types import TASK_TYPES, Task, TaskType
 
@@ -161,7 +161,7 @@ def execute_validate(s: Session, state: IterationState) -> dict[str, Any]:
     with _timed(state, "execute_validate"):
         _validate(s, state, todo)
     valid = sum(p.valid for p in todo)
-    reasons = Counter(_category(p.outcome.reason) for p in todo if p.outcome and not p.valid)
+    reasons = Counter(reason_category(p.outcome.reason) for p in todo if p.outcome and not p.valid)
     return state.summary(
         "execute_validate",
         proposals=len(todo),
@@ -262,7 +262,7 @@ def reward(s: Session, state: IterationState) -> dict[str, Any]:
     return state.summary(
         "reward",
         graded=len(grades),
-        solve_accuracy=_rate([x.correct for x in solves]),
+        solve_accuracy=round(share(x.correct for x in solves), 4),
         mean_proposer_reward=_mean([p.reward for p in trained]),
         batch=len(batch),
     )
@@ -308,14 +308,6 @@ def _role(b: ProposalRollout | SolveRollout) -> str:
 
 def _task_type(b: ProposalRollout | SolveRollout) -> str:
     return str(b.task_type if isinstance(b, ProposalRollout) else b.task.task_type)
-
-
-def _category(reason: str | None) -> str:
-    return (reason or "unknown").split(":", 1)[0]
-
-
-def _rate(flags: list[bool | None]) -> float:
-    return round(sum(bool(f) for f in flags) / len(flags), 4) if flags else 0.0
 
 
 def _mean(values: list[float | None]) -> float:
