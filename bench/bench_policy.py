@@ -2,6 +2,11 @@
 
     python bench/bench_policy.py                       # the default model, 3 runs, batches 1 8 16
     python bench/bench_policy.py --runs 5 --max-new-tokens 64 --out bench/policy.json
+    python bench/bench_policy.py --model /path/to/hf-folder --batches 1 8 16 64   # any model; on a GPU too
+
+On a CUDA GPU the model runs in bf16 (DeepSpeed bf16, fp32 master weights in its optimiser) and the two training
+sides run one after the other instead of interleaved, so each side's peak GPU memory is its own; the dedicated GPU
+makes interleaving unnecessary there.
 
 Both sides of each comparison run in this one process, interleaved run by run, on the same inputs and seeds, so
 load from other processes hits both alike; medians are reported. Generation samples at temperature 1, top-p 1,
@@ -37,14 +42,25 @@ TASKS = [
 
 
 def prompts_for(tok, n: int) -> list[str]:
+    if getattr(tok, "chat_template", None) is None:  # e.g. the tiny test model: plain text prompts
+        return [TASKS[i % len(TASKS)] for i in range(n)]
     msgs = [[{"role": "user", "content": TASKS[i % len(TASKS)]}] for i in range(n)]
     return [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs]
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _peak_mib() -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def plain_generate(model, tok, prompts: list[str], max_new: int, seed: int) -> tuple[int, list[list[int]]]:
     """The baseline: one `model.generate` call on the left-padded batch, same sampling settings."""
     torch.manual_seed(seed)
-    enc = tok(prompts, return_tensors="pt", padding=True)
+    enc = tok(prompts, return_tensors="pt", padding=True).to(model.device)
     with torch.inference_mode():
         out = model.generate(
             **enc,
@@ -68,6 +84,8 @@ def bench_generation(model, tok, batches: list[int], runs: int, max_new: int) ->
         prompts = prompts_for(tok, b)
         backend = HFBackend(model, tok, batch_size=b)
         ours, plain, same = [], [], True
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         for r in range(runs + 1):  # run 0 warms up both; the order alternates so neither side always goes first
             for side in ("ours", "plain") if r % 2 == 0 else ("plain", "ours"):
                 t0 = time.perf_counter()
@@ -76,6 +94,7 @@ def bench_generation(model, tok, batches: list[int], runs: int, max_new: int) ->
                     n = sum(len(c.token_ids) for o in out for c in o.completions)
                 else:
                     n, seqs = plain_generate(model, tok, prompts, max_new, seed=r)
+                _sync()
                 if r:
                     (ours if side == "ours" else plain).append(n / (time.perf_counter() - t0))
             # Our backend orders rows by prompt length; compare as multisets of sequences.
@@ -85,11 +104,13 @@ def bench_generation(model, tok, batches: list[int], runs: int, max_new: int) ->
             "hf_backend_tok_s": statistics.median(ours),
             "plain_generate_tok_s": statistics.median(plain),
             "same_tokens": same,
+            "peak_gpu_mib": _peak_mib(),
         }
         row["ratio"] = row["hf_backend_tok_s"] / row["plain_generate_tok_s"]
         print(
             f"generate batch {b:2d}: hf backend {row['hf_backend_tok_s']:6.1f} tok/s | plain generate "
-            f"{row['plain_generate_tok_s']:6.1f} tok/s | ratio {row['ratio']:.2f} | same tokens: {same}",
+            f"{row['plain_generate_tok_s']:6.1f} tok/s | ratio {row['ratio']:.2f} | same tokens: {same}"
+            + (f" | peak GPU {row['peak_gpu_mib']:.0f} MiB" if torch.cuda.is_available() else ""),
             flush=True,
         )
         rows.append(row)
@@ -109,53 +130,131 @@ def plain_step(model, opt, batch: dict[str, torch.Tensor], total: int, clip: flo
     return loss.item()
 
 
-def bench_training(runs: int, seqs: int, completion_len: int) -> dict:
-    cfg = TrainerConfig(micro_batch_size=seqs, zero_stage=2)
-    trainer = PolicyTrainer(ModelConfig(), cfg)
-    model, tok = load_policy(ModelConfig())
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+def _records_for(tok, seqs: int, completion_len: int) -> list[SequenceRecord]:
     gen = torch.Generator().manual_seed(0)
     prompts = [tok(p)["input_ids"] for p in prompts_for(tok, seqs)]
-    records = [
+    return [
         SequenceRecord(
             p,
-            torch.randint(100, 40000, (completion_len,), generator=gen).tolist(),
+            torch.randint(min(100, len(tok) // 2), min(40000, len(tok)), (completion_len,), generator=gen).tolist(),
             [-3.0] * completion_len,
             float(i % 3 - 1),
             f"g{i % 6}",
         )
         for i, p in enumerate(prompts)
     ]
-    batch = trainer._collate(records)
+
+
+def bench_training(model_cfg: ModelConfig, runs: int, seqs: int, completion_len: int, zero_stage: int) -> dict:
+    """DeepSpeed `train_step` against the same loss with plain torch AdamW, on one batch of made-up sequences.
+
+    CPU: both sides alive, interleaved run by run. CUDA: DeepSpeed first, freed, then plain, each with its own peak.
+    """
+    cuda = torch.cuda.is_available()
+    cfg = TrainerConfig(micro_batch_size=seqs, zero_stage=zero_stage)
     total = seqs * completion_len
-    ds_t, plain_t = [], []
-    for r in range(runs + 1):  # run 0 warms up both; alternating order as above
-        times = {}
-        for side in ("ds", "plain") if r % 2 == 0 else ("plain", "ds"):
-            t0 = time.perf_counter()
-            if side == "ds":
-                trainer.train_step(records)
-            else:
-                plain_step(model, opt, batch, total, cfg.clip_ratio, cfg.grad_clip)
-            times[side] = time.perf_counter() - t0
-        if r:
-            ds_t.append(times["ds"])
-            plain_t.append(times["plain"])
-        print(f"  train run {r}: deepspeed {times['ds']:.2f}s plain {times['plain']:.2f}s", flush=True)
+    ds_t: list[float] = []
+    plain_t: list[float] = []
+    peaks: dict[str, float] = {}
+
+    def make_ds():
+        return PolicyTrainer(model_cfg, cfg)
+
+    def make_plain():
+        model, tok = load_policy(model_cfg, device="cuda" if cuda else "cpu")
+        model.train()
+        opt = torch.optim.AdamW(
+            model.parameters(),
+            lr=cfg.lr,
+            betas=cfg.betas,
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            fused=cuda or None,
+        )
+        return model, tok, opt
+
+    def timed(fn) -> float:
+        _sync()
+        t0 = time.perf_counter()
+        fn()
+        _sync()
+        return time.perf_counter() - t0
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        trainer = make_ds()
+        records = _records_for(trainer.tokenizer, seqs, completion_len)
+        for r in range(runs + 1):
+            t = timed(lambda: trainer.train_step(records))
+            ds_t += [t] if r else []
+            print(f"  train run {r}: deepspeed {t:.3f}s", flush=True)
+        peaks["deepspeed"] = _peak_mib()
+        zero = trainer.zero_stage
+        del trainer
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        model, tok, opt = make_plain()
+        batch = _collate_like(records, tok, model.device)
+        for r in range(runs + 1):
+            t = timed(lambda: plain_step(model, opt, batch, total, cfg.clip_ratio, cfg.grad_clip))
+            plain_t += [t] if r else []
+            print(f"  train run {r}: plain {t:.3f}s", flush=True)
+        peaks["plain"] = _peak_mib()
+    else:
+        trainer = make_ds()
+        zero = trainer.zero_stage
+        model, tok, opt = make_plain()
+        records = _records_for(tok, seqs, completion_len)
+        batch = trainer._collate(records)
+        for r in range(runs + 1):  # run 0 warms up both; alternating order as above
+            times = {}
+            for side in ("ds", "plain") if r % 2 == 0 else ("plain", "ds"):
+                if side == "ds":
+                    times[side] = timed(lambda: trainer.train_step(records))
+                else:
+                    times[side] = timed(lambda: plain_step(model, opt, batch, total, cfg.clip_ratio, cfg.grad_clip))
+            if r:
+                ds_t.append(times["ds"])
+                plain_t.append(times["plain"])
+            print(f"  train run {r}: deepspeed {times['ds']:.2f}s plain {times['plain']:.2f}s", flush=True)
     row = {
         "sequences": seqs,
-        "tokens_per_sequence": len(prompts[0]) + completion_len,
+        "tokens_per_sequence": len(records[0].prompt_token_ids) + completion_len,
+        "zero_stage": zero,
         "deepspeed_step_s": statistics.median(ds_t),
         "plain_adamw_step_s": statistics.median(plain_t),
     }
+    if cuda:
+        row["peak_gpu_mib_deepspeed"] = peaks["deepspeed"]
+        row["peak_gpu_mib_plain"] = peaks["plain"]
     row["ratio"] = row["deepspeed_step_s"] / row["plain_adamw_step_s"]
     print(
-        f"train step ({seqs} seqs): deepspeed ZeRO-{trainer.zero_stage} {row['deepspeed_step_s']:.2f}s | plain "
-        f"AdamW {row['plain_adamw_step_s']:.2f}s | ratio {row['ratio']:.3f}",
+        f"train step ({seqs} seqs): deepspeed ZeRO-{zero} {row['deepspeed_step_s']:.3f}s | plain "
+        f"AdamW {row['plain_adamw_step_s']:.3f}s | ratio {row['ratio']:.3f}"
+        + (f" | peak GPU {peaks['deepspeed']:.0f} / {peaks['plain']:.0f} MiB" if cuda else ""),
         flush=True,
     )
     return row
+
+
+def _collate_like(records: list[SequenceRecord], tok, device) -> dict[str, torch.Tensor]:
+    """The trainer's right-padded batch layout, built without a trainer (the CUDA phase has freed it)."""
+    seqs = [r.prompt_token_ids + r.completion_token_ids for r in records]
+    width = max(len(s) for s in seqs)
+    pad = tok.pad_token_id or 0
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    mask = torch.zeros((len(seqs), width - 1))
+    old = torch.zeros((len(seqs), width - 1))
+    for i, (r, s) in enumerate(zip(records, seqs, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        start, n = len(r.prompt_token_ids) - 1, len(r.completion_token_ids)
+        mask[i, start : start + n] = 1.0
+        old[i, start : start + n] = torch.tensor(r.old_logprobs)
+    adv = torch.tensor([r.advantage for r in records])
+    batch = dict(input_ids=ids, attention_mask=attn, mask=mask, old_logprobs=old, advantages=adv)
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def main() -> None:
@@ -165,23 +264,31 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--train-seqs", type=int, default=8)
     ap.add_argument("--train-completion-len", type=int, default=64)
+    ap.add_argument("--zero-stage", type=int, default=2, help="ZeRO stage of the DeepSpeed side")
+    ap.add_argument("--model", default=None, help="model folder or id (default: the embedded default model)")
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args()
+    model_cfg = ModelConfig(name_or_path=args.model) if args.model else ModelConfig()
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "model": model_cfg.name_or_path,
         "torch": torch.__version__,
         "max_new_tokens": args.max_new_tokens,
         "runs": args.runs,
     }
     if not args.skip_generate:
-        model, tok = load_policy(ModelConfig())
+        model, tok = load_policy(model_cfg, device="cuda" if torch.cuda.is_available() else "cpu")
         result["generate"] = bench_generation(model, tok, args.batches, args.runs, args.max_new_tokens)
         del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     if not args.skip_train:
-        result["train"] = bench_training(args.runs, args.train_seqs, args.train_completion_len)
+        result["train"] = bench_training(
+            model_cfg, args.runs, args.train_seqs, args.train_completion_len, args.zero_stage
+        )
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

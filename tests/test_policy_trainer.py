@@ -38,7 +38,15 @@ def _records(trainer: PolicyTrainer, seed: int, n: int = 6) -> list[SequenceReco
 
 
 def _params(trainer: PolicyTrainer) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in trainer.module.named_parameters()}
+    """The weights the optimiser updates: DeepSpeed's fp32 master copies where the module is bf16 (on a GPU),
+    since a small step can leave a bf16 weight unchanged while its master moved (seen on an H100)."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    out = {}
+    for k, v in trainer.module.named_parameters():
+        master = safe_get_full_fp32_param(v) if v.dtype != torch.float32 else None
+        out[k] = (master if master is not None else v).detach().clone()
+    return out
 
 
 def test_one_step_changes_every_parameter(tiny_dir):

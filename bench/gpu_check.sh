@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The policy's GPU check, as run on a lent GPU machine (see bench/gpu_policy_check.py for why random weights).
+# Needs, beside the tree: .whl/ (deepspeed, pydantic, transformers wheels) and .gpu/smollm2-config/ (config +
+# tokenizer of the default model). Writes its logs and JSON under $OUT (or ./gpu-out).
+set -u
+OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers, deepspeed; print('torch', torch.__version__, 'transformers', transformers.__version__, 'deepspeed', deepspeed.__version__)" 2>&1 | grep -v WARNING | tee -a "$OUT/gpu.txt"
+M=/tmp/smollm2-random
+python3 bench/gpu_policy_check.py --config-dir .gpu/smollm2-config --model-dir $M --build-only 2>&1 | tail -1
+echo "== bench_policy (HF backend vs plain generate; DeepSpeed ZeRO-2 bf16 vs plain AdamW)"
+timeout 200 python3 bench/bench_policy.py --model $M --batches 1 8 16 64 --runs 3 --max-new-tokens 128 \
+  --train-seqs 16 --train-completion-len 256 --out "$OUT/policy_gpu.json" 2>&1 | grep -v "WARNING\|^\[rank" > "$OUT/bench.log"
+grep -E "generate batch|train step|train run" "$OUT/bench.log"
+echo "== worker group through the deepspeed launcher"
+if timeout 150 python3 bench/gpu_policy_check.py --config-dir .gpu/smollm2-config --model-dir $M > "$OUT/workers.log" 2>&1
+then sed -n '/^{/,$p' "$OUT/workers.log" | head -60; else grep -v WARNING "$OUT/workers.log" | tail -40; fi
+echo "== policy tests on the GPU (tiny model)"
+timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_policy_trainer.py tests/test_policy_rollout.py \
+  tests/test_policy_loss.py 2>&1 | tail -15 | tee "$OUT/pytest.log"
