@@ -75,15 +75,16 @@ def test_micro_batch_split_does_not_change_the_update(tiny_dir):
         torch.testing.assert_close(pa[name], pb[name], atol=1e-6, rtol=0)
 
 
-def test_checkpoint_resume_gives_the_same_next_step(tiny_dir, tmp_path):
-    a = _trainer(tiny_dir, lr_schedule="linear", total_steps=10, warmup_steps=1)
+@pytest.mark.parametrize("stage", [0, 2])  # 0: the cpu-tiny profile's stage; 2: the default profile's
+def test_checkpoint_resume_gives_the_same_next_step(tiny_dir, tmp_path, stage):
+    a = _trainer(tiny_dir, lr_schedule="linear", total_steps=10, warmup_steps=1, zero_stage=stage)
     first, second = _records(a, seed=2), _records(a, seed=3)
     a.train_step(first)
     ckpt = a.save_checkpoint(tmp_path / "ckpt")
     rng_after_save = torch.rand(3)
     m_a = summarize([a.train_step(second)])
 
-    b = _trainer(tiny_dir, lr_schedule="linear", total_steps=10, warmup_steps=1)
+    b = _trainer(tiny_dir, lr_schedule="linear", total_steps=10, warmup_steps=1, zero_stage=stage)
     b.load_checkpoint(ckpt)
     assert b.step == 1
     torch.testing.assert_close(torch.rand(3), rng_after_save, atol=0, rtol=0)  # RNG state restored too

@@ -135,7 +135,23 @@ class PolicyTrainer:
         self.rank = self.engine.global_rank
         self.world_size = self.engine.world_size
         self.zero_stage = self.engine.zero_optimization_stage()
+        self._fp32_grad_norm: float | None = None
+        if self.zero_stage == 0 and not cuda:
+            self._record_fp32_clip_norm()
         self.pad_id = self._pad_id()
+
+    def _record_fp32_clip_norm(self) -> None:
+        # ZeRO-0 in fp32 (one CPU rank: the cpu-tiny profile) clips through the engine's clip_fp32_gradients, which
+        # drops the norm it computes, so get_global_grad_norm() stays None. Same call, with the norm kept.
+        from deepspeed.runtime.utils import clip_grad_norm_
+
+        engine = self.engine
+
+        def clip_and_record() -> None:
+            norm = clip_grad_norm_(engine.module.parameters(), max_norm=engine.gradient_clipping(), mpu=engine.mpu)
+            self._fp32_grad_norm = float(norm)
+
+        engine.clip_fp32_gradients = clip_and_record
 
     @property
     def module(self) -> torch.nn.Module:
@@ -247,8 +263,10 @@ class PolicyTrainer:
             if chunk:
                 _accumulate(sums, chunk, terms, loss.item() if total else 0.0)
             del logits, logprobs, entropy, terms, loss
+        self._fp32_grad_norm = None
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
+        norm = self._fp32_grad_norm if norm is None else norm
         sums["grad_norm"] = float(norm) if norm is not None else float("nan")
         sums["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else self.cfg.lr
         return sums
