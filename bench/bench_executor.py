@@ -18,6 +18,7 @@ import ast
 import multiprocessing as mp
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -78,6 +79,28 @@ def run_baseline(programs: list[tuple[str, str]], timeout: float) -> tuple[float
     return elapsed, valid
 
 
+FORK_FLOOR_SRC = """
+import gc, os, sys, time
+gc.collect(); gc.freeze()
+n = int(sys.argv[1]); t0 = time.perf_counter()
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+print((time.perf_counter() - t0) / n)
+"""
+
+
+def fork_floor(python: str, n: int = 1000) -> float:
+    """Seconds per fork + exit + wait of a bare `python` process: what every sandboxed execution pays at least.
+
+    Measured with the interpreter the sandbox uses, outside the sandbox (firejail adds nothing measurable to it).
+    """
+    out = subprocess.run([python, "-S", "-s", "-B", "-c", FORK_FLOOR_SRC, str(n)], capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
 def run_sandboxed(programs: list[tuple[str, str]], cfg: ExecutorConfig) -> tuple[float, int, float]:
     t0 = time.perf_counter()
     ex = Executor(cfg).start()
@@ -99,6 +122,13 @@ def main() -> None:
     args = ap.parse_args()
     cfg = ExecutorConfig(timeout_s=args.timeout, workers=args.workers)
     print(f"cpus={os.cpu_count()} sandbox workers={cfg.resolved_workers()} timeout={args.timeout}s n={args.n}")
+    floor = statistics.median(fork_floor(cfg.python) for _ in range(3))
+    ceiling = (os.cpu_count() or 1) / (cfg.determinism_runs * floor)
+    print(
+        f"machine floor: one fork+exit+wait of {cfg.python} takes {floor * 1e6:.0f} us; a validation needs "
+        f"{cfg.determinism_runs} fresh children, so no fork-per-execution design exceeds {ceiling:.0f} prog/s here "
+        "(all cores forking, nothing else done)"
+    )
 
     clean = make_programs(args.n, 0.0, seed=1)
     base_t, ours_t = [], []
