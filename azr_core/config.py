@@ -114,6 +114,18 @@ class StoreConfig(_Section):
     sort_by_task: bool = Field(
         False, description="Sort each rollouts file by task_id (with small row groups: lookups read less)."
     )
+    compact_every: int = Field(
+        50,
+        ge=0,
+        description="Merge the per-iteration files of every this many committed iterations into one segment file "
+        "per table (history queries then open a few files instead of one per iteration). 0 = never.",
+    )
+    retire_grace_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How long merged iteration folders stay on disk after a compaction, so that readers connected "
+        "before it still find their files. A reader connected longer than this should reconnect.",
+    )
 
 
 class AZRConfig(BaseModel):

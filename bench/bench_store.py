@@ -161,7 +161,7 @@ def write_history(run_dir: Path, rows: int, iterations: int, store_cfg: StoreCon
     """Write the synthetic run; return timing figures (generation excluded from the write times)."""
     hist = History(max(rows // iterations, 1), proposals_per_type=64, n_learn=8, k_refs=6)
     open_run(run_dir, load_config()).close()
-    writes, total_rows = [], 0
+    writes, compactions, total_rows = [], [], 0
     t_all = time.perf_counter()
     with RunStore(run_dir, store_cfg) as store:
         for it in range(1, iterations + 1):
@@ -172,12 +172,16 @@ def write_history(run_dir: Path, rows: int, iterations: int, store_cfg: StoreCon
                     w.write(name, table)
                 w.commit(f"ckpt-{it}")
             writes.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            if store.maybe_compact() is not None:  # as the self-play commit stage does after each commit
+                compactions.append(time.perf_counter() - t0)
             total_rows += len(tables["rollouts"])
             if it % 50 == 0:
                 print(f"  iteration {it}/{iterations}: {total_rows:,} rollout rows, last write {writes[-1]*1e3:.0f} ms",
                       flush=True)  # fmt: skip
     return {"rollout_rows": total_rows, "write_s": sum(writes), "wall_s": time.perf_counter() - t_all,
-            "write_median_ms": statistics.median(writes) * 1e3,
+            "write_median_ms": statistics.median(writes) * 1e3, "compactions": len(compactions),
+            "compact_s": sum(compactions), "compact_median_s": statistics.median(compactions) if compactions else 0.0,
             "write_p95_ms": float(np.percentile(writes, 95)) * 1e3}  # fmt: skip
 
 
@@ -280,11 +284,14 @@ def report_write(run_dir: Path, rows: int, iterations: int, store: list[str]) ->
     print(f"write: {w['rollout_rows']:,} rollout rows; store time {w['write_s']:.1f} s "
           f"(median {w['write_median_ms']:.0f} ms, p95 {w['write_p95_ms']:.0f} ms per iteration); "
           f"wall incl. data generation {w['wall_s']:.1f} s")  # fmt: skip
+    print(f"compaction (every {cfg.compact_every} iterations): {w['compactions']} runs, {w['compact_s']:.1f} s in all, "
+          f"median {w['compact_median_s']:.1f} s = {w['compact_s'] / max(w['write_s'], 1e-9):.0%} on top of the "
+          f"write time; merged folders deleted after {cfg.retire_grace_s:g} s")  # fmt: skip
 
 
 def report_queries(run_dir: Path, repeats: int) -> None:
-    sizes = {t.name: du(t) for t in sorted((run_dir / "tables").iterdir())}
-    n_files = sum(1 for _ in (run_dir / "tables").rglob("*.parquet"))
+    sizes = {t.name: du(t) + du(run_dir / "segments" / t.name) for t in sorted((run_dir / "tables").iterdir())}
+    n_files = sum(1 for _ in run_dir.rglob("*.parquet"))
     con = connect(run_dir)
     counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in sizes}
     print(f"size on disk: {sum(sizes.values()) / 2**20:.1f} MiB in {n_files} files")
@@ -316,8 +323,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="Runs per query; the median is reported.")
     ap.add_argument("--run-dir", type=Path, default=None, help="Where to write (default: a temp folder, removed).")
     ap.add_argument("--reuse", action="store_true", help="Query an existing --run-dir without writing.")
-    ap.add_argument("--store", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="store settings for the big run, e.g. row_group_size=8192 sort_by_task=true")  # fmt: skip
+    ap.add_argument("--store", nargs="*", default=["retire_grace_s=0"], metavar="KEY=VALUE",
+                    help="store settings for the big run, e.g. row_group_size=8192 compact_every=0 (default: "
+                         "retire_grace_s=0, since 500 iterations pass here in minutes where a real run takes the "
+                         "hour of grace between compactions)")  # fmt: skip
     nominal_help = "Nominal wall time of one cpu-tiny iteration on 2 cores (an assumption; see the output)."
     ap.add_argument("--cpu-tiny-iteration-s", type=float, default=120.0, help=nominal_help)
     args = ap.parse_args()

@@ -44,6 +44,10 @@ def commit(s: Session, state: IterationState) -> dict[str, Any]:
         s.buffers.add(task)
     s.prune_checkpoints(s.cfg.run.keep_checkpoints)
     commit_s = time.perf_counter() - t0
+    t_compact = time.perf_counter()
+    compacted = s.store.maybe_compact()  # after the commit point: a crash here loses nothing (see compaction.py)
+    if compacted is not None:
+        state.stage_seconds["compact"] = time.perf_counter() - t_compact
     t1 = time.perf_counter()
     s.tracker.log_metrics({**metrics, "seconds/commit": commit_s}, step=state.iteration)
     version = None

@@ -23,6 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from azr_core.store.atomic import atomic_write, atomic_write_text, fsync_dir, is_temp
+from azr_core.store.compaction import (
+    SEGMENTS_DIR,
+    Compaction,
+    compact,
+    delete_retired,
+    maybe_compact,
+    remove_orphan_segments,
+)
 from azr_core.store.layout import (
     COMMITTED_NAME,
     LOCK_NAME,
@@ -158,11 +166,21 @@ class RunStore:
                 if it is not None and it > self.last_iteration:
                     shutil.rmtree(part)
                     removed.append(part)
-        for path in [*self.run_dir.glob("*"), *root.glob("*/*/*")]:
+        for path in [*self.run_dir.glob("*"), *root.glob("*/*/*"), *(self.run_dir / SEGMENTS_DIR).glob("*/*")]:
             if is_temp(path):
                 path.unlink(missing_ok=True)
                 removed.append(path)
+        removed += remove_orphan_segments(self)
+        delete_retired(self)
         return removed
+
+    def compact(self, upto: int | None = None) -> Compaction:
+        """Merge committed iterations into segment files now (see `azr_core.store.compaction`)."""
+        return compact(self, upto)
+
+    def maybe_compact(self) -> Compaction | None:
+        """Compact when `config.compact_every` iterations have been committed since the last compaction."""
+        return maybe_compact(self)
 
     def begin(self, iteration: int | None = None) -> IterationWriter:
         """Start writing the next iteration (the one after the last committed)."""

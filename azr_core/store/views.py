@@ -1,9 +1,10 @@
 """Reading a run: DuckDB views named after the tables, over the committed iterations only.
 
-No database file: each view is `read_parquet(glob, hive_partitioning = true)` filtered on `iteration <= N`, N read
-from COMMITTED when the connection is made. DuckDB prunes the partitions above N by folder name without opening
-them, so a reader never sees, nor trips over, an iteration being written. Any number of readers can run while the
-trainer writes; a reader sees the run as of its connection. Needs no pyarrow.
+No database file: each view reads, with `read_parquet`, the compacted segment files that COMPACTED lists (iterations
+up to its `upto`; see `azr_core.store.compaction`) and the per-iteration files of the iterations after `upto` up to
+N, N read from COMMITTED when the connection is made. Both lists are taken at connection time, so a reader never
+sees, nor trips over, an iteration being written, and never counts a merged iteration twice. Any number of readers
+can run while the trainer writes; a reader sees the run as of its connection. Needs no pyarrow.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from azr_core.store.compaction import Compaction, read_compaction
 from azr_core.store.layout import TABLES_DIR, check_schema, read_commit
 from azr_core.store.schema import PARTITION_COLUMN, TABLES
 
@@ -20,18 +22,38 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _view_sql(run_dir: Path, table: str, committed: int) -> str:
+def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction) -> str:
+    parts = []
+    segments = [str(run_dir / p) for p in compaction.segments.get(table, [])]
+    if committed >= 0 and segments:
+        files = ", ".join(_sql_str(f) for f in segments)
+        parts.append(f"SELECT * FROM read_parquet([{files}]) WHERE {PARTITION_COLUMN} <= {committed}")
     folder = run_dir / TABLES_DIR / table
-    pattern = f"{PARTITION_COLUMN}=*/*.parquet"
-    if committed >= 0 and any(folder.glob(pattern)):
-        source = (
-            f"read_parquet({_sql_str(str(folder / pattern))}, hive_partitioning = true, "
+    # The live files are listed now, not globbed at query time: folders merged into segments (awaiting deletion)
+    # and iterations above the commit are never read, and a committed iteration's files never change.
+    live = sorted(
+        f
+        for f in folder.glob(f"{PARTITION_COLUMN}=*/*.parquet")
+        if compaction.upto < _iteration_of(f.parent) <= committed
+    )
+    if live:
+        files = ", ".join(_sql_str(str(f)) for f in live)
+        parts.append(
+            f"SELECT * FROM read_parquet([{files}], hive_partitioning = true, "
             f"hive_types = {{'{PARTITION_COLUMN}': INTEGER}})"
         )
-        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source} WHERE {PARTITION_COLUMN} <= {committed}"
+    if parts:
+        return f"CREATE OR REPLACE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts)
     # No file yet: a typed empty view, so queries bind (and return no rows) instead of failing on an empty glob.
     cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in TABLES[table])
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {cols}, CAST(NULL AS INTEGER) AS {PARTITION_COLUMN} WHERE false"
+
+
+def _iteration_of(folder: Path) -> int:
+    try:
+        return int(folder.name.partition("=")[2])
+    except ValueError:
+        return -1
 
 
 def connect(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
@@ -43,12 +65,13 @@ def connect(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -
     check_schema(run_dir)
     state = read_commit(run_dir)
     committed = state.iteration if state else -1
+    compaction = read_compaction(run_dir)  # read after COMMITTED: segments are filtered to <= committed anyway
     con = con or duckdb.connect()
     # Committed files never change, so their footers can be cached: a query that scans a table twice (a lineage
     # query reads `tasks` for the task and again for its references) opens each of its files once.
     con.execute("SET parquet_metadata_cache = true")
     for table in TABLES:
-        con.execute(_view_sql(run_dir, table, committed))
+        con.execute(_view_sql(run_dir, table, committed, compaction))
     return con
 
 
