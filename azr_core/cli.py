@@ -3,15 +3,17 @@
 A command module exposes `register(app: typer.Typer) -> None`; listing it in COMMAND_MODULES with the command names
 it adds is all it takes. `azr <command> ...` imports only the module of that command: the others pull in pydantic,
 the executor or Prefect, which would add most of a second to every `azr sql`. `--help` and unknown names load all.
+`azr sql` (without --help) runs without typer at all: see `azr_core.commands.sql_core`.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "azr_core.commands.sql": ("sql",),
@@ -27,6 +29,8 @@ def _root_callback() -> None:
 
 def build_app(modules: list[str] | None = None) -> typer.Typer:
     """The CLI with the commands of `modules` (default: all of them)."""
+    import typer
+
     app = typer.Typer(
         name="azr",
         help=_root_callback.__doc__,
@@ -53,7 +57,13 @@ def _modules_for(argv: list[str]) -> list[str] | None:
 
 def main() -> None:
     """Console-script entry point."""
-    build_app(_modules_for(sys.argv[1:]))()
+    argv = sys.argv[1:]
+    if argv[:1] == ["sql"] and not {"-h", "--help"} & set(argv[1:]):
+        # The most scripted command skips typer (and the pydantic it imports): a third of its start-up.
+        from azr_core.commands.sql_core import fast_main
+
+        sys.exit(fast_main(argv[1:]))
+    build_app(_modules_for(argv))()
 
 
 def __getattr__(name: str) -> Any:

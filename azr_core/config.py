@@ -120,6 +120,9 @@ class StoreConfig(_Section):
         description="Merge the per-iteration files of every this many committed iterations into one segment file "
         "per table (history queries then open a few files instead of one per iteration). 0 = never.",
     )
+    compact_memory_mb: int = Field(
+        1024, ge=64, description="Memory a compaction's sort may use before it spills to disk (DuckDB), MiB."
+    )
     retire_grace_s: float = Field(
         3600.0,
         ge=0,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,12 +15,28 @@ import typer
 from typer.testing import CliRunner
 
 from azr_core.commands.sql import DEFAULT_RUN_DIR, format_table, register
+from azr_core.commands.sql_core import fast_main, fast_parser
 from azr_core.config import RunConfig, StoreConfig
 from azr_core.store import SCHEMA_VERSION, open_run
 
 
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture(scope="module", params=["typer", "fast"])
+def app(request):
+    """The two front ends of `azr sql`: the typer command (help, `azr --help`) and the typer-free path `azr sql`
+    takes. Every test below runs through both."""
+    if request.param == "fast":
+        return "fast"
     app = typer.Typer()
 
     @app.callback()
@@ -45,8 +63,16 @@ def run_dir(tmp_path_factory) -> Path:
     return run_dir
 
 
-def invoke(app, *args: str):
-    return CliRunner().invoke(app, ["sql", *args])
+def invoke(app, *args: str) -> Result:
+    if app == "fast":
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            code = fast_main(list(args), out=out, err=err)
+        except SystemExit as exc:  # argparse's own usage errors
+            code = int(exc.code)
+        return Result(code, out.getvalue(), err.getvalue())
+    res = CliRunner().invoke(app, ["sql", *args])
+    return Result(res.exit_code, res.stdout, res.stderr)
 
 
 QUERY = "SELECT iteration, avg(correct::INT) AS solve_rate, count(*) AS n FROM rollouts GROUP BY ALL ORDER BY 1"
@@ -149,3 +175,30 @@ def test_the_real_azr_command(run_dir):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["n", "6"]
+
+
+def test_fast_path_declares_the_typer_commands_options():
+    """`azr sql` runs through argparse; its options must stay those the typer command documents."""
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    cmd = typer.main.get_command(app).commands["sql"]
+    typer_opts = {(p.name, tuple(sorted(p.opts)), p.default) for p in cmd.params}
+    fast = {
+        (a.dest if a.dest != "fmt" else "fmt", tuple(sorted(a.option_strings or [a.dest])), a.default)
+        for a in fast_parser()._actions
+        if a.dest != "help"
+    }
+    norm = {(n, o, str(d) if d is not None else None) for n, o, d in typer_opts}
+    assert norm == {(n, o, str(d) if d is not None else None) for n, o, d in fast}
+
+
+def test_azr_sql_does_not_import_typer(run_dir):
+    code = (
+        "import sys; sys.argv = ['azr', 'sql', 'SELECT 1', '--run', sys.argv[1]]\n"
+        "from azr_core import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print(sorted(m for m in ('typer', 'pydantic', 'pyarrow') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "[]"

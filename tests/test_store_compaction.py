@@ -6,6 +6,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from azr_core.config import StoreConfig
@@ -84,6 +85,9 @@ def test_compaction_changes_no_result_and_no_type(history):
     assert not list((run / "tables").glob("*/iteration=*/*.parquet"))
     assert _results(run) == expected
     assert len(list((run / SEGMENTS_DIR).glob("*/*.parquet"))) == 8  # two generations x four tables
+    for seg in (run / SEGMENTS_DIR / "rollouts").glob("*.parquet"):  # sorted by task id: lookups skip row groups
+        ids = pq.read_table(seg, columns=["task_id"]).column("task_id").to_pylist()
+        assert ids == sorted(ids) and len(ids) > 1
 
 
 def test_automatic_compaction_every_n_iterations(tmp_path: Path):
@@ -125,11 +129,13 @@ def test_crash_before_the_manifest_leaves_an_orphan_that_open_removes(history, m
         store.compact()
     monkeypatch.undo()
     orphans = list((run / SEGMENTS_DIR).glob("*/*.parquet"))
+    spill = run / SEGMENTS_DIR / "rollouts" / ".duckdb-spill-dead"  # what a crash mid-sort leaves
+    spill.mkdir()
     assert orphans and not (run / COMPACTED_NAME).exists()
     assert _results(run) == expected  # readers never look at unlisted segments
     with RunStore(run, _cfg()) as store:
-        assert set(orphans) <= set(store.removed_on_open)
-    assert not list((run / SEGMENTS_DIR).glob("*/*.parquet"))
+        assert set(orphans) | {spill} <= set(store.removed_on_open)
+    assert not list((run / SEGMENTS_DIR).glob("*/*"))
     assert _results(run) == expected
 
 
