@@ -60,7 +60,7 @@ def test_one_step_changes_every_parameter(tiny_dir):
     assert metrics["tokens"] == sum(len(r.completion_token_ids) for r in records)
     assert {"group/g0/sequences", "group/g1/sequences"} <= set(metrics)
     assert trainer.step == 1
-    for name, p in trainer.module.named_parameters():
+    for name, p in _params(trainer).items():
         assert not torch.equal(before[name], p), f"{name} did not change"
 
 
@@ -68,11 +68,21 @@ def test_micro_batch_split_does_not_change_the_update(tiny_dir):
     a, b = _trainer(tiny_dir, micro_batch_size=1), _trainer(tiny_dir, micro_batch_size=5)
     records = _records(a, seed=1)
     ma, mb = summarize([a.train_step(records)]), summarize([b.train_step(records)])
-    assert ma["loss"] == pytest.approx(mb["loss"], rel=1e-5)
-    assert ma["grad_norm"] == pytest.approx(mb["grad_norm"], rel=1e-5)
+    # fp32 on CPU: equal to rounding. bf16 on a GPU: another split sums in another order, at bf16 precision (an H100
+    # gave 1e-4 relative on the loss); the fp32 master weights then differ by a fraction of one lr-sized step.
+    # Adam's first step is about lr * sign(grad), so a near-zero gradient whose sign flips moves a weight by up to
+    # 2 lr: on bf16 nearly all weights must agree, every one within two steps.
+    bf16 = next(a.module.parameters()).dtype == torch.bfloat16
+    rel = 2e-3 if bf16 else 1e-5
+    assert ma["loss"] == pytest.approx(mb["loss"], rel=rel)
+    assert ma["grad_norm"] == pytest.approx(mb["grad_norm"], rel=rel)
     pa, pb = _params(a), _params(b)
     for name in pa:
-        torch.testing.assert_close(pa[name], pb[name], atol=1e-6, rtol=0)
+        if not bf16:
+            torch.testing.assert_close(pa[name], pb[name], atol=1e-6, rtol=0)
+            continue
+        diff = (pa[name] - pb[name]).abs()
+        assert (diff <= 1e-4).float().mean() > 0.98 and diff.max() <= 2.1 * a.cfg.lr, name
 
 
 @pytest.mark.parametrize("stage", [0, 2])  # 0: the cpu-tiny profile's stage; 2: the default profile's
