@@ -30,7 +30,7 @@ from azr_core.policy.config import ModelConfig, TrainerConfig
 from azr_core.policy.model import load_policy
 from azr_core.policy.rollout.base import SamplingParams
 from azr_core.policy.rollout.hf import HFBackend
-from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord
+from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord, collate
 from azr_core.policy.trainer.loss import combine_loss, policy_loss_terms, token_logprobs
 
 TASKS = [
@@ -197,7 +197,7 @@ def bench_training(model_cfg: ModelConfig, runs: int, seqs: int, completion_len:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         model, tok, opt = make_plain()
-        batch = _collate_like(records, tok, model.device)
+        batch = collate(records, tok.pad_token_id or 0, model.device)
         for r in range(runs + 1):
             t = timed(lambda: plain_step(model, opt, batch, total, cfg.clip_ratio, cfg.grad_clip))
             plain_t += [t] if r else []
@@ -238,26 +238,6 @@ def bench_training(model_cfg: ModelConfig, runs: int, seqs: int, completion_len:
         flush=True,
     )
     return row
-
-
-def _collate_like(records: list[SequenceRecord], tok, device) -> dict[str, torch.Tensor]:
-    """The trainer's right-padded batch layout, built without a trainer (the CUDA phase has freed it)."""
-    seqs = [r.prompt_token_ids + r.completion_token_ids for r in records]
-    width = max(len(s) for s in seqs)
-    pad = tok.pad_token_id or 0
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    mask = torch.zeros((len(seqs), width - 1))
-    old = torch.zeros((len(seqs), width - 1))
-    for i, (r, s) in enumerate(zip(records, seqs, strict=True)):
-        ids[i, : len(s)] = torch.tensor(s)
-        attn[i, : len(s)] = 1
-        start, n = len(r.prompt_token_ids) - 1, len(r.completion_token_ids)
-        mask[i, start : start + n] = 1.0
-        old[i, start : start + n] = torch.tensor(r.old_logprobs)
-    adv = torch.tensor([r.advantage for r in records])
-    batch = dict(input_ids=ids, attention_mask=attn, mask=mask, old_logprobs=old, advantages=adv)
-    return {k: v.to(device) for k, v in batch.items()}
 
 
 def main() -> None:

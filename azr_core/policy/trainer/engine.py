@@ -92,6 +92,31 @@ def make_lr_lambda(cfg: TrainerConfig):
     return factor
 
 
+def collate(records: Sequence[SequenceRecord], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """Right-padded prompt+completion ids, and per-target-position completion mask and old log-probs."""
+    for r in records:
+        if not r.prompt_token_ids or len(r.old_logprobs) != len(r.completion_token_ids):
+            raise ValueError(
+                f"bad record: {len(r.prompt_token_ids)} prompt tokens (need >= 1), "
+                f"{len(r.completion_token_ids)} completion tokens but {len(r.old_logprobs)} old log-probs"
+            )
+    seqs = [r.prompt_token_ids + r.completion_token_ids for r in records]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    mask = torch.zeros((len(seqs), width - 1))
+    old = torch.zeros((len(seqs), width - 1))
+    for i, (r, s) in enumerate(zip(records, seqs, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        start, n = len(r.prompt_token_ids) - 1, len(r.completion_token_ids)  # position t predicts token t+1
+        mask[i, start : start + n] = 1.0
+        old[i, start : start + n] = torch.tensor(r.old_logprobs, dtype=torch.float32)
+    adv = torch.tensor([r.advantage for r in records], dtype=torch.float32)
+    batch = dict(input_ids=ids, attention_mask=attn, mask=mask, old_logprobs=old, advantages=adv)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 class PolicyTrainer:
     """A DeepSpeed engine around the policy model; one instance per rank."""
 
@@ -181,28 +206,7 @@ class PolicyTrainer:
     # ---- batches -------------------------------------------------------------------------------------------------
 
     def _collate(self, records: Sequence[SequenceRecord]) -> dict[str, torch.Tensor]:
-        """Right-padded prompt+completion ids, and per-target-position completion mask and old log-probs."""
-        for r in records:
-            if not r.prompt_token_ids or len(r.old_logprobs) != len(r.completion_token_ids):
-                raise ValueError(
-                    f"bad record: {len(r.prompt_token_ids)} prompt tokens (need >= 1), "
-                    f"{len(r.completion_token_ids)} completion tokens but {len(r.old_logprobs)} old log-probs"
-                )
-        seqs = [r.prompt_token_ids + r.completion_token_ids for r in records]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        mask = torch.zeros((len(seqs), width - 1))
-        old = torch.zeros((len(seqs), width - 1))
-        for i, (r, s) in enumerate(zip(records, seqs, strict=True)):
-            ids[i, : len(s)] = torch.tensor(s)
-            attn[i, : len(s)] = 1
-            start, n = len(r.prompt_token_ids) - 1, len(r.completion_token_ids)  # position t predicts token t+1
-            mask[i, start : start + n] = 1.0
-            old[i, start : start + n] = torch.tensor(r.old_logprobs, dtype=torch.float32)
-        adv = torch.tensor([r.advantage for r in records], dtype=torch.float32)
-        batch = dict(input_ids=ids, attention_mask=attn, mask=mask, old_logprobs=old, advantages=adv)
-        return {k: v.to(self.device) for k, v in batch.items()}
+        return collate(records, self.pad_id, self.device)
 
     def _forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
