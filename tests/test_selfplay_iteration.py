@@ -14,6 +14,7 @@ from azr_core.selfplay import stages
 from azr_core.selfplay.commit import commit
 from azr_core.selfplay.session import Session
 from azr_core.store import connect
+from azr_core.store.compaction import read_compaction
 
 pytestmark = pytest.mark.sandbox
 
@@ -138,7 +139,10 @@ def test_one_iteration_end_to_end(tmp_path):
 
 
 def test_resume_continues_after_last_commit_and_drops_partial_rows(tmp_path):
-    s = make_session(tmp_path)
+    # Compaction after every commit: the commit stage runs it, and the resumed session rebuilds its buffers from
+    # segment files.
+    compact = {"store.compact_every": 1}
+    s = make_session(tmp_path, **compact)
     try:
         run_iteration(s)
         state = s.begin_iteration()
@@ -152,9 +156,11 @@ def test_resume_continues_after_last_commit_and_drops_partial_rows(tmp_path):
     finally:
         s.close()
     assert (tmp_path / "run" / "tables" / "proposals" / "iteration=2").exists()
-    s2 = make_session(tmp_path)
+    s2 = make_session(tmp_path, **compact)
     try:
         assert s2.last_iteration == 1
+        assert read_compaction(tmp_path / "run").upto == 1
+        assert len(s2.buffers) == len(s.buffers)  # rebuilt from the segments
         assert not (tmp_path / "run" / "tables" / "proposals" / "iteration=2").exists()
         run_iteration(s2)
     finally:
@@ -164,6 +170,7 @@ def test_resume_continues_after_last_commit_and_drops_partial_rows(tmp_path):
     assert len(ids) == len(set(ids)) and ("zzzz",) not in ids
     assert con.execute("SELECT max(iteration) FROM rollouts").fetchone()[0] == 2
     assert con.execute("SELECT count(DISTINCT task_id) = count(*) FROM tasks").fetchone()[0]
+    assert read_compaction(tmp_path / "run").upto == 2
 
 
 def test_second_writer_is_refused(tmp_path):
