@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The policy's GPU check, as run on a lent GPU machine (see bench/gpu_policy_check.py for why random weights).
-# Needs, beside the tree: .whl/ (deepspeed, pydantic, transformers wheels) and .gpu/smollm2-config/ (config +
-# tokenizer of the default model). Writes its logs and JSON under $OUT (or ./gpu-out).
+# Needs, beside the tree (both git-ignored via .git/info/exclude, carried to the GPU machine):
+#   .whl/  wheels the GPU image lacks, for CPython 3.12:
+#          pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .whl \
+#            pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 hjson==3.1.0 \
+#            transformers==5.24.0
+#          .venv/bin/pip wheel --no-deps --no-build-isolation deepspeed==0.19.8 -w .whl
+#   .gpu/smollm2-config/  config.json, generation_config.json, tokenizer*.json, chat_template.jinja of the prepared
+#          default model (~/.cache/azr/models/smollm2-135m-instruct), without its weights.
+# Writes its logs and JSON under $OUT (or ./gpu-out).
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
