@@ -12,7 +12,7 @@ import pytest
 from azr_core.config import StoreConfig
 from azr_core.store import RunStore, connect
 from azr_core.store.compaction import COMPACTED_NAME, SEGMENTS_DIR, read_compaction
-from azr_core.store.layout import partition_dir
+from azr_core.store.layout import StoreError, partition_dir
 
 QUERIES = [
     "SELECT * FROM rollouts ORDER BY rollout_id",
@@ -184,3 +184,12 @@ def test_segment_copy_is_exact(history):
     copy = run.parent / "copy"
     shutil.copytree(run, copy)
     assert _results(copy) == _results(ref)
+
+
+def test_damaged_manifest_is_a_clear_error(history):
+    run, _ = history
+    with RunStore(run, _cfg()) as store:
+        store.compact(upto=3)
+    (run / COMPACTED_NAME).write_text("{not json")
+    with pytest.raises(StoreError, match="COMPACTED is unreadable.*restore it from a backup"):
+        connect(run)

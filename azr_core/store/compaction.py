@@ -58,16 +58,24 @@ class Compaction:
 
 def read_compaction(run_dir: str | Path) -> Compaction:
     """The compaction state of a run folder (empty when it was never compacted)."""
+    from azr_core.store.layout import StoreError
+
     path = Path(run_dir) / COMPACTED_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        return Compaction(
+            upto=int(data["upto"]),
+            segments={t: list(v) for t, v in data.get("segments", {}).items()},
+            retired=[Retired(**r) for r in data.get("retired", [])],
+        )
     except FileNotFoundError:
         return Compaction()
-    return Compaction(
-        upto=int(data["upto"]),
-        segments={t: list(v) for t, v in data.get("segments", {}).items()},
-        retired=[Retired(**r) for r in data.get("retired", [])],
-    )
+    except (ValueError, KeyError, TypeError) as exc:
+        # Written atomically, so this is damage from outside: guessing which segments exist could double or drop rows.
+        raise StoreError(
+            f"{path} is unreadable ({exc!r}); it lists the compacted segment files, so the run cannot be read "
+            "safely without it: restore it from a backup of the run folder"
+        ) from None
 
 
 def _write_manifest(store: RunStore, state: Compaction) -> None:
