@@ -28,8 +28,15 @@ def open_run(config: dict[str, Any], flow_run_id: str | None = None) -> dict[str
     """Open (or resume) the run folder: store, buffers, sandbox, policy workers, MLflow run."""
     s = get_session(AZRConfig.model_validate(config))
     s.flow_run_id = flow_run_id
-    return _log({"stage": "open-run", "run_dir": str(s.run_dir), "last_iteration": s.last_iteration, "step": s.step,
-                 "buffer_sizes": {str(t): s.buffers.size(t) for t in ("deduction", "abduction", "induction")}})
+    return _log(
+        {
+            "stage": "open-run",
+            "run_dir": str(s.run_dir),
+            "last_iteration": s.last_iteration,
+            "step": s.step,
+            "buffer_sizes": {str(t): s.buffers.size(t) for t in ("deduction", "abduction", "induction")},
+        }
+    )
 
 
 @task(name="seed", task_run_name="seed [it {iteration}]")

@@ -1,6 +1,7 @@
-"""The whole pipeline as a user runs it: the real local stack (Prefect server, process worker, MLflow), `prefect deploy`,
-`prefect deployment run azr/self-play` on the default model with a tiny budget; then a worker killed with SIGKILL in
-the middle of an iteration, and a second run that resumes with nothing lost and nothing duplicated."""
+"""The whole pipeline as a user runs it: the real local stack (Prefect server, process worker, MLflow),
+`prefect deploy`, `prefect deployment run azr/self-play` on the default model with a tiny budget; then a worker
+killed with SIGKILL in the middle of an iteration, and a second run that resumes with nothing lost and nothing
+duplicated."""
 
 from __future__ import annotations
 

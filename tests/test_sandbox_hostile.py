@@ -61,7 +61,10 @@ def test_infinite_loop_times_out_and_leaves_nothing(executor):
 
 def test_fork_bomb_is_contained(bare_sandbox):
     before = sandbox_processes()
-    bomb = "import os\ndef f(x):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass"
+    bomb = (
+        "import os\ndef f(x):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n"
+        "            pass"
+    )
     res = run1(bare_sandbox, bomb)
     assert not res.valid
     assert settle_to(before) == before, "fork bomb left processes behind"
@@ -96,7 +99,10 @@ def test_no_network(bare_sandbox):
     port = server.getsockname()[1]
     accepted = []
     threading.Thread(target=lambda: _accept(server, accepted), daemon=True).start()
-    prog = f"import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n    return 'connected'"
+    prog = (
+        f"import socket\ndef f(x):\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+        "    return 'connected'"
+    )
     res = run1(bare_sandbox, prog)
     assert not res.valid and ("ConnectionRefused" in res.reason or "OSError" in res.reason), res.reason
     unix = "import socket\ndef f(x):\n    s = socket.socket(socket.AF_UNIX)\n    return 'made'"

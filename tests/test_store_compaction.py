@@ -193,3 +193,19 @@ def test_damaged_manifest_is_a_clear_error(history):
     (run / COMPACTED_NAME).write_text("{not json")
     with pytest.raises(StoreError, match="COMPACTED is unreadable.*restore it from a backup"):
         connect(run)
+
+
+def test_version_1_folder_reads_and_becomes_version_2_at_its_first_compaction(history):
+    import json
+
+    run, ref = history
+    (run / "SCHEMA").write_text(json.dumps({"schema_version": 1}))  # as the first release wrote it
+    expected = _results(ref)
+    assert _results(run) == expected
+    with RunStore(run, _cfg()) as store:
+        store.compact(upto=4)
+    assert json.loads((run / "SCHEMA").read_text()) == {"schema_version": 2}
+    assert _results(run) == expected
+    seg = next((run / SEGMENTS_DIR / "rollouts").glob("*.parquet"))
+    meta = pq.read_schema(seg).metadata
+    assert meta[b"azr.schema_version"] == b"2" and meta[b"azr.table"] == b"rollouts"

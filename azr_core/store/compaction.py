@@ -84,6 +84,19 @@ def _write_manifest(store: RunStore, state: Compaction) -> None:
     atomic_write_text(store.run_dir / COMPACTED_NAME, state.to_json(), fsync=store.config.fsync)
 
 
+def _upgrade_schema(store: RunStore) -> None:
+    """A version-1 folder becomes version 2 before its first segment exists: readers that would miss segments refuse
+    it from then on instead of reading part of it."""
+    from azr_core.store.atomic import atomic_write_text
+    from azr_core.store.layout import SCHEMA_NAME, check_schema
+    from azr_core.store.schema import SCHEMA_VERSION
+
+    if check_schema(store.run_dir) != SCHEMA_VERSION:
+        atomic_write_text(
+            store.run_dir / SCHEMA_NAME, json.dumps({"schema_version": SCHEMA_VERSION}), fsync=store.config.fsync
+        )
+
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -100,6 +113,7 @@ def _write_segment(store: RunStore, table: str, first: int, last: int) -> str | 
     import duckdb
 
     from azr_core.store.atomic import atomic_write
+    from azr_core.store.schema import SCHEMA_VERSION
 
     files = [
         f for it in range(first, last + 1) for f in sorted(partition_dir(store.run_dir, table, it).glob("*.parquet"))
@@ -126,7 +140,8 @@ def _write_segment(store: RunStore, table: str, first: int, last: int) -> str | 
             con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
             con.execute(
                 f"COPY (SELECT * FROM {source} ORDER BY {order}{PARTITION_COLUMN}) TO {_sql_str(str(tmp))} "
-                f"(FORMAT parquet, COMPRESSION {codec}{level}, ROW_GROUP_SIZE {cfg.row_group_size})"
+                f"(FORMAT parquet, COMPRESSION {codec}{level}, ROW_GROUP_SIZE {cfg.row_group_size}, "
+                f"KV_METADATA {{'azr.schema_version': '{SCHEMA_VERSION}', 'azr.table': '{table}'}})"
             )
         finally:
             con.close()
@@ -148,6 +163,7 @@ def compact(store: RunStore, upto: int | None = None) -> Compaction:
     first = state.upto + 1
     if target < first:
         return state
+    _upgrade_schema(store)
     new = {table: _write_segment(store, table, first, target) for table in TABLES}
     if store.config.fsync:
         for table in TABLES:

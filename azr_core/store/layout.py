@@ -1,6 +1,6 @@
 """Where things lie in a run folder, and the two small files that say what state it is in.
 
-    run_dir/SCHEMA                               {"schema_version": 1}
+    run_dir/SCHEMA                               {"schema_version": 2}
     run_dir/COMMITTED                            {"iteration": N, "checkpoint_id": ..., "committed_at": ...}
     run_dir/config.yaml                          the resolved config
     run_dir/tables/<table>/iteration=N/part-*.parquet
@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from azr_core.store.schema import PARTITION_COLUMN, SCHEMA_VERSION, SchemaVersionError
+from azr_core.store.schema import PARTITION_COLUMN, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SchemaVersionError
 
 SCHEMA_NAME = "SCHEMA"
 COMMITTED_NAME = "COMMITTED"
@@ -52,7 +52,7 @@ def read_commit(run_dir: str | Path) -> CommitState | None:
 
 
 def check_schema(run_dir: str | Path) -> int:
-    """Raise unless `run_dir` is a run folder written with this SCHEMA_VERSION; return the version."""
+    """Raise unless `run_dir` is a run folder this azr can read (READABLE_SCHEMA_VERSIONS); return its version."""
     run_dir = Path(run_dir)
     path = run_dir / SCHEMA_NAME
     if not path.is_file():
@@ -63,9 +63,10 @@ def check_schema(run_dir: str | Path) -> int:
         version = int(json.loads(path.read_text(encoding="utf-8"))["schema_version"])
     except (ValueError, KeyError, TypeError) as exc:
         raise SchemaVersionError(f"{path} is unreadable ({exc!r}); cannot tell which schema wrote this run") from None
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         raise SchemaVersionError(
             f"{run_dir} was written with store schema version {version}, but this azr reads version "
-            f"{SCHEMA_VERSION}; use an azr release that matches, or start a new run folder"
+            f"{SCHEMA_VERSION} (and older {', '.join(map(str, READABLE_SCHEMA_VERSIONS[:-1]))}); use an azr release "
+            "that matches, or start a new run folder"
         )
     return version

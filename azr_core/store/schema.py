@@ -1,8 +1,12 @@
 """The four tables of a run: their columns (name, DuckDB type, meaning), versioned.
 
 Every table is partitioned by iteration (`tables/<table>/iteration=N/part-*.parquet`); the `iteration` column comes
-from the folder name, so it is not stored in the files. Bump SCHEMA_VERSION on any change below: a run folder records
-the version it was written with, and a reader of another version refuses it with a clear error.
+from the folder name, so it is not stored in the files (compacted segment files, `segments/<table>/`, do store it).
+Bump SCHEMA_VERSION on any change below or of the layout: a run folder records the version it was written with, and
+a reader of another version refuses it with a clear error.
+
+Versions: 1 = per-iteration files only; 2 = 1 plus compaction (COMPACTED, segments/), which a version-1 reader would
+silently miss. Version-1 folders are read as they are and become version 2 at their first compaction.
 
 The columns are plain data here (no pyarrow import), so `azr sql` starts fast; the Parquet schema is derived from
 them when writing. The meanings are what `azr sql --schema` prints.
@@ -17,7 +21,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 PARTITION_COLUMN = "iteration"
 
 
