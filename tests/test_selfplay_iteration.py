@@ -104,13 +104,19 @@ def run_iteration(s: Session) -> dict:
     return out
 
 
-def test_one_iteration_end_to_end(tmp_path):
+def test_one_iteration_end_to_end(tmp_path, caplog):
     s = make_session(tmp_path)
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    s.store.maybe_compact = disk_full  # a compaction failing after the commit point must not fail the iteration
     try:
         out = run_iteration(s)
     finally:
         s.close()
     assert out["commit"]["committed"] == 1
+    assert "compaction after iteration 1 failed" in caplog.text
     assert out["execute_validate"]["valid"] >= 1
     con = connect(tmp_path / "run")
     props = con.execute("SELECT stage, valid, reason, task_type FROM proposals").fetchall()

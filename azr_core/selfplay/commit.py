@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azr_core.selfplay.records import IterationState, ProposalRollout, SolveRollout, reason_category, share
-from azr_core.selfplay.session import Session
+from azr_core.selfplay.session import Session, log
 from azr_core.store import task_to_row
 from azr_core.task_types import TASK_TYPES
 
@@ -45,9 +45,13 @@ def commit(s: Session, state: IterationState) -> dict[str, Any]:
     s.prune_checkpoints(s.cfg.run.keep_checkpoints)
     commit_s = time.perf_counter() - t0
     t_compact = time.perf_counter()
-    compacted = s.store.maybe_compact()  # after the commit point: a crash here loses nothing (see compaction.py)
-    if compacted is not None:
-        state.stage_seconds["compact"] = time.perf_counter() - t_compact
+    try:
+        # After the commit point: a crash here loses nothing (see compaction.py), and a failure (a full disk) must not
+        # fail an iteration that is already committed; the next commit tries again.
+        if s.store.maybe_compact() is not None:
+            state.stage_seconds["compact"] = time.perf_counter() - t_compact
+    except Exception as exc:  # noqa: BLE001
+        log.warning("compaction after iteration %d failed, retried after the next commit: %r", state.iteration, exc)
     t1 = time.perf_counter()
     s.tracker.log_metrics({**metrics, "seconds/commit": commit_s}, step=state.iteration)
     version = None
