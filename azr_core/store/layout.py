@@ -4,6 +4,8 @@
     run_dir/COMMITTED                            {"iteration": N, "checkpoint_id": ..., "committed_at": ...}
     run_dir/config.yaml                          the resolved config
     run_dir/tables/<table>/iteration=N/part-*.parquet
+    run_dir/COMPACTED                            segments and the iterations they hold (azr_core.store.compaction)
+    run_dir/segments/<table>/seg-A-B-*.parquet   iterations A..B of a table, merged
 
 Readers need only this module (no pyarrow), so `azr sql` starts fast.
 """

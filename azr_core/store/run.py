@@ -154,7 +154,8 @@ class RunStore:
         return self.committed.iteration if self.committed else -1
 
     def recover(self) -> list[Path]:
-        """Delete partitions above the committed iteration and leftover temp files; return what was removed."""
+        """Delete partitions above the committed iteration, leftover temp files, segments of a compaction that never
+        reached its manifest, and retired folders past their grace period; return what was removed."""
         removed: list[Path] = []
         root = self.run_dir / TABLES_DIR
         for table in TABLES:
