@@ -140,7 +140,7 @@ def _write_segment(store: RunStore, table: str, first: int, last: int) -> str | 
             con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
             con.execute(
                 f"COPY (SELECT * FROM {source} ORDER BY {order}{PARTITION_COLUMN}) TO {_sql_str(str(tmp))} "
-                f"(FORMAT parquet, COMPRESSION {codec}{level}, ROW_GROUP_SIZE {cfg.row_group_size}, "
+                f"(FORMAT parquet, COMPRESSION {codec}{level}, ROW_GROUP_SIZE {cfg.segment_row_group_size}, "
                 f"KV_METADATA {{'azr.schema_version': '{SCHEMA_VERSION}', 'azr.table': '{table}'}})"
             )
         finally:
