@@ -157,6 +157,19 @@ class History:
         return {"proposals": proposals, "tasks": tasks, "rollouts": rollouts, "iterations": iteration}
 
 
+def commit_and_compact(store: RunStore, it: int, tables: dict) -> tuple[float, float | None]:
+    """Write and commit one iteration, then compact as the self-play commit stage does: (write s, compaction s)."""
+    t0 = time.perf_counter()
+    with store.begin() as w:
+        for name, table in tables.items():
+            w.write(name, table)
+        w.commit(f"ckpt-{it}")
+    write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    compacted = store.maybe_compact() is not None
+    return write_s, (time.perf_counter() - t0 if compacted else None)
+
+
 def write_history(run_dir: Path, rows: int, iterations: int, store_cfg: StoreConfig) -> dict[str, float]:
     """Write the synthetic run; return timing figures (generation excluded from the write times)."""
     hist = History(max(rows // iterations, 1), proposals_per_type=64, n_learn=8, k_refs=6)
@@ -166,15 +179,9 @@ def write_history(run_dir: Path, rows: int, iterations: int, store_cfg: StoreCon
     with RunStore(run_dir, store_cfg) as store:
         for it in range(1, iterations + 1):
             tables = hist.iteration(it)
-            t0 = time.perf_counter()
-            with store.begin() as w:
-                for name, table in tables.items():
-                    w.write(name, table)
-                w.commit(f"ckpt-{it}")
-            writes.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            if store.maybe_compact() is not None:  # as the self-play commit stage does after each commit
-                compactions.append(time.perf_counter() - t0)
+            write_s, compact_s = commit_and_compact(store, it, tables)
+            writes.append(write_s)
+            compactions += [compact_s] if compact_s is not None else []
             total_rows += len(tables["rollouts"])
             if it % 50 == 0:
                 print(f"  iteration {it}/{iterations}: {total_rows:,} rollout rows, last write {writes[-1]*1e3:.0f} ms",
@@ -269,15 +276,9 @@ def cpu_tiny_write(tmp: Path, n: int, nominal_s: float) -> tuple[float, int, flo
         for it in range(1, n + 1):
             tables = hist.iteration(it)
             rows = sum(len(t) for t in tables.values())
-            t0 = time.perf_counter()
-            with store.begin() as w:
-                for name, table in tables.items():
-                    w.write(name, table)
-                w.commit(f"ckpt-{it}")
-            times.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            if store.maybe_compact() is not None:
-                compactions.append(time.perf_counter() - t0)
+            write_s, compact_s = commit_and_compact(store, it, tables)
+            times.append(write_s)
+            compactions += [compact_s] if compact_s is not None else []
     return statistics.median(times), rows, sum(compactions) / n, len(compactions)
 
 
