@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from azr_core.store.layout import partition_dir
+from azr_core.store.layout import partition_dir, read_partitions_sql, sql_str
 from azr_core.store.schema import PARTITION_COLUMN, TABLES
 
 if TYPE_CHECKING:
@@ -97,10 +97,6 @@ def _upgrade_schema(store: RunStore) -> None:
         )
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _write_segment(store: RunStore, table: str, first: int, last: int) -> str | None:
     """Merge the table's folders of iterations first..last into one segment file; its relative path (None: no rows).
 
@@ -127,19 +123,16 @@ def _write_segment(store: RunStore, table: str, first: int, last: int) -> str | 
     order = "task_id, " if "task_id" in {c.name for c in TABLES[table]} else ""
     codec = cfg.compression if cfg.compression != "none" else "uncompressed"
     level = f", COMPRESSION_LEVEL {cfg.compression_level}" if codec == "zstd" and cfg.compression_level else ""
-    source = (
-        f"read_parquet([{', '.join(_sql_str(str(f)) for f in files)}], hive_partitioning = true, "
-        f"hive_types = {{'{PARTITION_COLUMN}': INTEGER}})"
-    )
+    source = read_partitions_sql(files)
     spill = path.parent / f".duckdb-spill-{uuid.uuid4().hex[:8]}"
 
     def _write(tmp: Path) -> None:
         con = duckdb.connect()
         try:
             con.execute(f"SET memory_limit = '{cfg.compact_memory_mb}MB'")
-            con.execute(f"SET temp_directory = {_sql_str(str(spill))}")
+            con.execute(f"SET temp_directory = {sql_str(str(spill))}")
             con.execute(
-                f"COPY (SELECT * FROM {source} ORDER BY {order}{PARTITION_COLUMN}) TO {_sql_str(str(tmp))} "
+                f"COPY (SELECT * FROM {source} ORDER BY {order}{PARTITION_COLUMN}) TO {sql_str(str(tmp))} "
                 f"(FORMAT parquet, COMPRESSION {codec}{level}, ROW_GROUP_SIZE {cfg.segment_row_group_size}, "
                 f"KV_METADATA {{'azr.schema_version': '{SCHEMA_VERSION}', 'azr.table': '{table}'}})"
             )

@@ -43,6 +43,24 @@ def partition_dir(run_dir: Path, table: str, iteration: int) -> Path:
     return Path(run_dir) / TABLES_DIR / table / f"{PARTITION_COLUMN}={iteration}"
 
 
+def partition_iteration(folder: Path) -> int | None:
+    """The iteration of a partition folder's name (`iteration=N`), None for any other name."""
+    prefix = f"{PARTITION_COLUMN}="
+    digits = folder.name[len(prefix) :]
+    return int(digits) if folder.name.startswith(prefix) and digits.lstrip("-").isdigit() else None
+
+
+def sql_str(text: str) -> str:
+    """`text` as a DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def read_partitions_sql(files: list[Path]) -> str:
+    """`read_parquet` over per-iteration files, with `iteration` (INTEGER) taken from their folder names."""
+    listed = ", ".join(sql_str(str(f)) for f in files)
+    return f"read_parquet([{listed}], hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': INTEGER}})"
+
+
 def read_commit(run_dir: str | Path) -> CommitState | None:
     """The committed state of a run folder, or None when nothing has been committed yet."""
     path = Path(run_dir) / COMMITTED_NAME

@@ -40,9 +40,10 @@ from azr_core.store.layout import (
     StoreError,
     check_schema,
     partition_dir,
+    partition_iteration,
     read_commit,
 )
-from azr_core.store.schema import BLOOM_COLUMNS, PARTITION_COLUMN, SCHEMA_VERSION, SORTED_TABLES, TABLES, to_arrow
+from azr_core.store.schema import BLOOM_COLUMNS, SCHEMA_VERSION, SORTED_TABLES, TABLES, to_arrow
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -163,7 +164,7 @@ class RunStore:
             if not tdir.is_dir():
                 continue
             for part in tdir.iterdir():
-                it = _partition_iteration(part)
+                it = partition_iteration(part) if part.is_dir() else None
                 if it is not None and it > self.last_iteration:
                     shutil.rmtree(part)
                     removed.append(part)
@@ -209,14 +210,6 @@ class RunStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _partition_iteration(path: Path) -> int | None:
-    name = path.name
-    prefix = f"{PARTITION_COLUMN}="
-    if path.is_dir() and name.startswith(prefix) and name[len(prefix) :].lstrip("-").isdigit():
-        return int(name[len(prefix) :])
-    return None
 
 
 def open_run(run_dir: str | Path, config: AZRConfig | None = None) -> RunStore:

@@ -14,46 +14,38 @@ from pathlib import Path
 import duckdb
 
 from azr_core.store.compaction import Compaction, read_compaction
-from azr_core.store.layout import TABLES_DIR, check_schema, read_commit
+from azr_core.store.layout import (
+    TABLES_DIR,
+    check_schema,
+    partition_iteration,
+    read_commit,
+    read_partitions_sql,
+    sql_str,
+)
 from azr_core.store.schema import PARTITION_COLUMN, TABLES
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction) -> str:
     parts = []
     segments = [str(run_dir / p) for p in compaction.segments.get(table, [])]
     if committed >= 0 and segments:
-        files = ", ".join(_sql_str(f) for f in segments)
+        files = ", ".join(sql_str(f) for f in segments)
         parts.append(f"SELECT * FROM read_parquet([{files}]) WHERE {PARTITION_COLUMN} <= {committed}")
     folder = run_dir / TABLES_DIR / table
     # The live files are listed now, not globbed at query time: folders merged into segments (awaiting deletion)
     # and iterations above the commit are never read, and a committed iteration's files never change.
-    live = sorted(
-        f
-        for f in folder.glob(f"{PARTITION_COLUMN}=*/*.parquet")
-        if compaction.upto < _iteration_of(f.parent) <= committed
-    )
+    live = []
+    for f in sorted(folder.glob(f"{PARTITION_COLUMN}=*/*.parquet")):
+        it = partition_iteration(f.parent)
+        if it is not None and compaction.upto < it <= committed:
+            live.append(f)
     if live:
-        files = ", ".join(_sql_str(str(f)) for f in live)
-        parts.append(
-            f"SELECT * FROM read_parquet([{files}], hive_partitioning = true, "
-            f"hive_types = {{'{PARTITION_COLUMN}': INTEGER}})"
-        )
+        parts.append(f"SELECT * FROM {read_partitions_sql(live)}")
     if parts:
         return f"CREATE OR REPLACE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts)
     # No file yet: a typed empty view, so queries bind (and return no rows) instead of failing on an empty glob.
     cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in TABLES[table])
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {cols}, CAST(NULL AS INTEGER) AS {PARTITION_COLUMN} WHERE false"
-
-
-def _iteration_of(folder: Path) -> int:
-    try:
-        return int(folder.name.partition("=")[2])
-    except ValueError:
-        return -1
 
 
 def connect(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
