@@ -283,11 +283,14 @@ class PolicyWorkers:
         results = self._request_each("generate", payload, self.trainer_cfg.worker_timeout_s)
         return [PromptOutput.from_dict(d) for r, res in enumerate(results) for d in res[: real[r]]]
 
-    def train_step(self, records: Sequence[SequenceRecord]) -> dict[str, float]:
-        """One optimiser step on all `records` (any mix of groups); returns the step's metrics."""
+    def train_step(self, records: Sequence[SequenceRecord], *, total_tokens: int | None = None) -> dict[str, float]:
+        """One optimiser step on all `records` (any mix of groups); returns the step's metrics.
+
+        `total_tokens`: the token count the loss is averaged over (default: the records'); larger when sequences
+        that add nothing were left out (azr_core.policy.trainer.schedule). No records still takes the step."""
         shards = shard_records(records, self.world_size)
         mbs = self.trainer_cfg.micro_batch_size
-        total = sum(len(r.completion_token_ids) for r in records)
+        total = total_tokens if total_tokens is not None else sum(len(r.completion_token_ids) for r in records)
         n_micro = max(-(-len(s) // mbs) for s in shards) or 1
         payload = [
             {"records": [r.to_dict() for r in s], "total_tokens": total, "num_micro_batches": n_micro} for s in shards

@@ -242,7 +242,9 @@ class PolicyTrainer:
         if total == 0:  # nothing to learn from (every rank sees the same global total, so all skip together)
             return {"skipped": 1.0, "sequences": float(len(records)), "tokens": 0.0}
         sums: dict[str, float] = {}
-        for chunk in self.micro_batches(records, num_micro_batches):
+        # At least one (maybe dummy) micro-batch: a step on no records still needs gradients, zero ones, so AdamW
+        # moves on its moments as it would after a zero-loss backward.
+        for chunk in self.micro_batches(records, max(1, num_micro_batches or 0)):
             weight = float(self.world_size) if chunk else 0.0  # an empty micro-batch still joins the collectives
             batch = self._collate(chunk or self._dummy())
             logits = self._forward(self.engine, batch)
@@ -272,6 +274,7 @@ class PolicyTrainer:
         norm = self.engine.get_global_grad_norm()
         norm = self._fp32_grad_norm if norm is None else norm
         sums["grad_norm"] = float(norm) if norm is not None else float("nan")
+        sums["step"] = float(self.step)
         sums["lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler is not None else self.cfg.lr
         return sums
 
@@ -348,12 +351,12 @@ def summarize(rank_sums: Sequence[dict[str, float]]) -> dict[str, float]:
     total: dict[str, float] = {}
     for sums in rank_sums:
         for k, v in sums.items():
-            if k in ("grad_norm", "lr"):
+            if k in ("grad_norm", "lr", "step"):
                 total[k] = v  # the same on every rank
             else:
                 total[k] = total.get(k, 0.0) + v
     tokens = max(total.get("tokens", 0.0), 1.0)
-    out = {k: total[k] for k in ("loss", "tokens", "sequences", "grad_norm", "lr", "skipped") if k in total}
+    out = {k: total[k] for k in ("loss", "tokens", "sequences", "grad_norm", "lr", "step", "skipped") if k in total}
     if "skipped" in out:
         out["skipped"] = 1.0  # every rank skipped the same step
     for key, name in (

@@ -1,0 +1,100 @@
+"""The update schedule of one self-play iteration: old log-probs recomputed, then one optimiser step per mini-batch.
+
+As in the reference (veRL's actor under AZR's `coder7b.sh`): the iteration's sequences, concatenated group by group,
+are split in order into mini-batches of `mini_batch_size` (128 of 384: three steps), one pass over them. The old
+log-probs are recomputed by the trainer's model before the first step, so that the ratio clip measures how far the
+policy moved within the iteration, not how the sampler's numerics differ from the trainer's.
+
+A sequence whose advantage is 0 adds nothing to a pure policy-gradient loss, so with no entropy bonus and no KL term
+it is left out of the forward and backward passes; the mini-batch's token count still includes it, so the token-mean
+loss and its gradient are exactly those of the whole mini-batch. A mini-batch left empty still takes its optimiser
+step (on zero gradients: AdamW's moments keep moving the weights, as they would in the reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from azr_core.policy.config import TrainerConfig
+from azr_core.policy.trainer.engine import SequenceRecord
+
+
+class Trainable(Protocol):
+    """What the schedule needs from the policy (PolicyWorkers implements it)."""
+
+    def train_step(self, records: Sequence[SequenceRecord], *, total_tokens: int | None = None) -> dict[str, float]: ...
+    def compute_logprobs(self, records: Sequence[SequenceRecord]) -> list[list[float]]: ...
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """One optimiser step: the sequences that run forward/backward, and the token count the loss is averaged over."""
+
+    records: list[SequenceRecord]
+    total_tokens: int
+    sequences: int  # in the mini-batch, skipped ones included
+
+
+def exact_skip(cfg: TrainerConfig) -> bool:
+    """Whether zero-advantage sequences can be left out without changing the update."""
+    return cfg.skip_zero_advantage and cfg.entropy_coef == 0 and cfg.kl_coef == 0
+
+
+def plan_update(records: Sequence[SequenceRecord], cfg: TrainerConfig) -> list[MiniBatch]:
+    """Split `records` (in order) into the iteration's mini-batches; drop zero-advantage sequences where exact.
+
+    >>> from azr_core.policy.config import TrainerConfig
+    >>> recs = [SequenceRecord([1], [2, 3], [0.0, 0.0], a) for a in (1.0, 0.0, -1.0)]
+    >>> cfg = TrainerConfig(mini_batch_size=2, entropy_coef=0.0)
+    >>> [(len(m.records), m.total_tokens, m.sequences) for m in plan_update(recs, cfg)]
+    [(1, 4, 2), (1, 2, 1)]
+    """
+    size = cfg.mini_batch_size or max(1, len(records))
+    skip = exact_skip(cfg)
+    plan = []
+    for start in range(0, len(records), size):
+        chunk = list(records[start : start + size])
+        tokens = sum(len(r.completion_token_ids) for r in chunk)
+        run = [r for r in chunk if not (skip and r.advantage == 0.0)]
+        plan.append(MiniBatch(run, tokens, len(chunk)))
+    return plan
+
+
+def run_update(policy: Trainable, records: Sequence[SequenceRecord], cfg: TrainerConfig) -> dict[str, float]:
+    """Recompute old log-probs (when configured), then one `train_step` per mini-batch; merged metrics.
+
+    The metrics hold `optimizer_steps`, the trainer's `step` after the last one, and `skipped_sequences`.
+    """
+    plan = plan_update(records, cfg)
+    if cfg.recompute_old_logprobs:
+        todo = [r for m in plan for r in m.records]
+        fresh = policy.compute_logprobs(todo) if todo else []
+        swap = {id(r): replace(r, old_logprobs=lp) for r, lp in zip(todo, fresh, strict=True)}
+        plan = [replace(m, records=[swap[id(r)] for r in m.records]) for m in plan]
+    steps = [policy.train_step(m.records, total_tokens=m.total_tokens) for m in plan if m.total_tokens > 0]
+    out = merge_step_metrics(steps)
+    out["optimizer_steps"] = float(len(steps))
+    out["skipped_sequences"] = float(sum(m.sequences - len(m.records) for m in plan))
+    return out
+
+
+_SUMMED = ("tokens", "sequences")
+
+
+def merge_step_metrics(steps: Sequence[dict[str, float]]) -> dict[str, float]:
+    """One iteration's metrics from its steps: counts summed, `step`/`lr` from the last, the rest averaged."""
+    if not steps:
+        return {}
+    out: dict[str, float] = {}
+    keys = {k for s in steps for k in s}
+    for k in sorted(keys):
+        values = [s[k] for s in steps if k in s]
+        if k in ("step", "lr"):
+            out[k] = values[-1]
+        elif k in _SUMMED or k.endswith("/sequences") or k.endswith("/tokens"):
+            out[k] = sum(values)
+        else:
+            out[k] = sum(values) / len(values)
+    return out
