@@ -44,13 +44,17 @@ def test_n_completions_per_prompt_in_order_with_exact_logprobs(tiny):
 
 def test_seed_reproduces_and_greedy_is_deterministic(tiny):
     model, tok = tiny
-    backend = HFBackend(model, tok)
-    p = SamplingParams(n=3, max_new_tokens=5, seed=7)
-    first = [c.token_ids for o in backend.generate(["ab"], p) for c in o.completions]
-    again = [c.token_ids for o in backend.generate(["ab"], p) for c in o.completions]
-    assert first == again
+    p = SamplingParams(n=3, max_new_tokens=8, seed=7)
+
+    def two_calls(backend):
+        return [[c.token_ids for o in backend.generate(["ab"], p) for c in o.completions] for _ in range(2)]
+
+    first = two_calls(HFBackend(model, tok))
+    assert first == two_calls(HFBackend(model, tok))  # the same seed replays the same calls
+    # ... but each call samples its own stream: repeated rounds of one prompt are not copies of each other
+    assert first[0] != first[1]
     greedy = SamplingParams(n=2, max_new_tokens=5, temperature=0.0)
-    a, b = backend.generate(["ab"], greedy)[0].completions
+    a, b = HFBackend(model, tok).generate(["ab"], greedy)[0].completions
     assert a.token_ids == b.token_ids
 
 
@@ -67,7 +71,8 @@ def test_stop_strings_in_generation(tiny):
     base = backend.generate(["q"], SamplingParams(n=4, max_new_tokens=12, seed=3))[0].completions
     # Use a character that the unconstrained samples do emit, so the stop is actually exercised.
     char = next(ch for c in base for ch in c.text if ch.strip())
-    out = backend.generate(["q"], SamplingParams(n=4, max_new_tokens=12, seed=3, stop=(char,)))[0].completions
+    fresh = HFBackend(model, tok)  # its first call samples what `backend`'s first call did
+    out = fresh.generate(["q"], SamplingParams(n=4, max_new_tokens=12, seed=3, stop=(char,)))[0].completions
     hits = [c for c in out if char in c.text]
     assert hits, "the stop character never appeared"
     for c in hits:

@@ -97,6 +97,17 @@ class RolloutBackend(ABC):
         """Release the engine's resources; the backend is unusable afterwards."""
 
 
+def call_seed(seed: int, call: int) -> int:
+    """The seed of generate call number `call` of a backend seeded with `seed`: distinct per call, reproducible.
+
+    >>> call_seed(0, 0) != call_seed(0, 1), call_seed(7, 3) == call_seed(7, 3)
+    (True, True)
+    """
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{call}".encode()).digest()[:7], "big")
+
+
 def truncate_at_stop(text_of, token_ids: list[int], stop: Sequence[str]) -> tuple[int, bool]:
     """Number of leading tokens to keep so the completion ends with its first stop string (kept, like vLLM).
 

@@ -16,6 +16,7 @@ from azr_core.policy.rollout.base import (
     PromptOutput,
     RolloutBackend,
     SamplingParams,
+    call_seed,
     cut_text_at_stop,
     truncate_at_stop,
 )
@@ -68,11 +69,15 @@ class HFBackend(RolloutBackend):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.eos_ids = _eos_ids(model, tokenizer)
+        self._calls = 0  # generate calls so far: with a fixed seed, each call samples its own stream
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
         """Sample `params.n` completions per prompt, `batch_size` sequences per `generate` call."""
         if params.seed is not None:
-            torch.manual_seed(params.seed)
+            # A fresh stream per call, derived from the seed: reseeding every call with the seed itself replays the
+            # same random numbers, so repeated rounds of one prompt gave identical completions.
+            torch.manual_seed(call_seed(params.seed, self._calls))
+        self._calls += 1
         enc = [self.tokenizer(p)["input_ids"] for p in prompts]
         outputs = [PromptOutput(p, list(ids)) for p, ids in zip(prompts, enc, strict=True)]
         # One row per (prompt, sample); longest prompts first so each batch pads little.

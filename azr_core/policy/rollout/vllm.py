@@ -84,7 +84,9 @@ class VLLMBackend(RolloutBackend):
             stop=list(params.stop) or None,
             include_stop_str_in_output=True,  # the same text the hf backend returns
             logprobs=0,  # the sampled token's log-prob only
-            seed=params.seed,
+            # No per-request seed: one seed on every request makes equal prompts sample equal completions, and
+            # every call replay the same stream. The engine was seeded once (rollout.seed) and its stream moves on.
+            seed=None,
         )
         results = self.llm.generate(list(prompts), sp, use_tqdm=False)
         return [
