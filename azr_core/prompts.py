@@ -90,6 +90,23 @@ def _references(references: Sequence[Task]) -> str:
     return f"### Reference Code Snippets:\n{body}\n"
 
 
+def _proposer_program_compact(task_type: TaskType, references: Sequence[Task], banned: Sequence[str]) -> str:
+    goal = (
+        "A test subject will get your code and input and must predict the output."
+        if task_type is TaskType.DEDUCTION
+        else "A test subject will get your code and its output and must find an input that gives it."
+    )
+    return (
+        f"## Task: Write a new Python function `f` and one input for it. {goal}\n"
+        "- `f` takes at least one argument, returns a value and is deterministic; nested helpers go inside `f`\n"
+        f"- Do not use: {', '.join(banned)}\n"
+        "- The input is the arguments of a call to `f`, as Python literals (quote strings)\n"
+        "- Make it different from the references and take a few steps of reasoning to follow\n"
+        "Answer with the code in a ```python block, then the input in an ```input block.\n\n"
+        f"{_references(references)}"
+    )
+
+
 def _proposer_program_task(task_type: TaskType, references: Sequence[Task], banned: Sequence[str]) -> str:
     if task_type is TaskType.DEDUCTION:
         goal = "deduce the output from the given input"
@@ -128,6 +145,20 @@ def _proposer_program_task(task_type: TaskType, references: Sequence[Task], bann
     )
 
 
+def _proposer_induction_compact(reference: Task, n_inputs: int, banned: Sequence[str]) -> str:
+    example = ""
+    if reference.input:
+        shown = f"{_fence('input', reference.input)}\ngives the output {_fence('output', reference.output or '')}"
+        example = f"For example, the input {shown}\n\n"
+    return (
+        f"## Task: Write {n_inputs} different inputs for the function below, so that its outputs show what it does, "
+        "and a message that hints at what it does without showing the code.\n"
+        "- Each input is the arguments of a call to `f`, as Python literals, in its own ```input block\n"
+        "- Then the message in a ```message block\n\n"
+        f"### Code Snippet:\n{_fence('python', reference.program)}\n\n{example}"
+    )
+
+
 def _proposer_induction(reference: Task, n_inputs: int, banned: Sequence[str]) -> str:
     example = _example_answer(
         "\n".join(_fence("input", s) for s in ("'John', {'b': 1, 'a': 2}", "'', {}", "'x', {'z': 0}"))
@@ -157,6 +188,30 @@ def _proposer_induction(reference: Task, n_inputs: int, banned: Sequence[str]) -
         "- Coverage: the inputs and outputs should cover the snippet's behaviour\n"
         f"- Creativity: the inputs should be diverse; do not use these words: {', '.join(banned)}\n\n"
         f"### Code Snippet:\n{_fence('python', reference.program)}\n"
+    )
+
+
+def _solver_compact(task: Task) -> str:
+    if task.task_type is TaskType.DEDUCTION:
+        return (
+            "# Task: What does `f` return for this input?\n\n"
+            f"{_fence('python', task.program)}\n\n{_fence('input', task.input or '')}\n\n"
+            "Give the returned value as a Python literal in an ```output block."
+        )
+    if task.task_type is TaskType.ABDUCTION:
+        return (
+            "# Task: Find an input for which `f` returns this output.\n\n"
+            f"{_fence('python', task.program)}\n\n{_fence('output', task.output or '')}\n\n"
+            "Give the input as the arguments of a call to `f` (Python literals) in an ```input block."
+        )
+    pairs = "\n".join(
+        f"{_fence('input', i)}\n{_fence('output', o)}"
+        for i, o in zip(task.shown_inputs, task.shown_outputs, strict=True)
+    )
+    return (
+        "# Task: Write a Python function `f` that maps these inputs to these outputs.\n\n"
+        f"{pairs}\n\n# Message:\n{task.message or ''}\n\n"
+        "Give the function, named `f`, in a ```python block."
     )
 
 
@@ -209,22 +264,28 @@ def proposer_messages(
     *,
     n_inputs: int = 10,
     banned: Sequence[str] = BANNED_HINT,
+    compact: bool = False,
 ) -> list[dict[str, str]]:
     """Chat messages asking the proposer for a new task of `task_type`.
 
     deduction/abduction: `references` are the K snippets sampled from that type's buffer (may be empty).
     induction: `references[0]` is the one program whose inputs the proposer must write (required).
+    `compact`: the short variant (no worked example; for small models and CPU budgets).
     """
     task_type = TaskType(task_type)
     if task_type is TaskType.INDUCTION:
         if not references:
             raise ValueError("an induction proposer prompt needs one reference program")
-        return _messages(_proposer_induction(references[0], n_inputs, banned))
-    return _messages(_proposer_program_task(task_type, references, banned))
+        build = _proposer_induction_compact if compact else _proposer_induction
+        return _messages(build(references[0], n_inputs, banned))
+    build = _proposer_program_compact if compact else _proposer_program_task
+    return _messages(build(task_type, references, banned))
 
 
-def solver_messages(task: Task) -> list[dict[str, str]]:
+def solver_messages(task: Task, *, compact: bool = False) -> list[dict[str, str]]:
     """Chat messages asking the solver to solve `task` (its known side only: never the answer or held-out pairs)."""
+    if compact:
+        return _messages(_solver_compact(task))
     builders = {
         TaskType.DEDUCTION: _solver_deduction,
         TaskType.ABDUCTION: _solver_abduction,
@@ -239,8 +300,78 @@ class ChatTokenizer(Protocol):
     def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: Any) -> Any: ...
 
 
-def render(tokenizer: ChatTokenizer, messages: list[dict[str, str]], *, prefill: str = THINK_PREFILL) -> str:
-    """Prompt text for generation: the tokenizer's chat template with the assistant turn opened, then `prefill`."""
+#: The paper's prompt for base models (the reference's `instruction_following`); it opens `<think>` itself.
+RAW_TEMPLATE = SYSTEM_PROMPT + " User: {prompt}\nAssistant: "
+
+#: Where a skeleton block ends: its closing fence (kept in the text, as stop strings are).
+SKELETON_STOP = "```"
+
+
+def skeleton_blocks(role: str, task_type: TaskType | str, n_inputs: int = 10) -> tuple[str, ...]:
+    """The fenced blocks of an answer, in order, as the skeleton opens them for the model.
+
+    >>> skeleton_blocks("propose", "induction", 2)
+    ('input', 'input', 'message')
+    """
+    task_type = TaskType(task_type)
+    if str(role) == "propose":
+        if task_type is TaskType.INDUCTION:
+            return ("input",) * n_inputs + ("message",)
+        return ("python", "input")
+    return {TaskType.DEDUCTION: ("output",), TaskType.ABDUCTION: ("input",), TaskType.INDUCTION: ("python",)}[task_type]
+
+
+def block_opening(tag: str) -> str:
+    """The text that opens the next block of a skeleton answer."""
+    return f"\n```{tag}\n"
+
+
+def response_prefill(mode: str, role: str, task_type: TaskType | str) -> str:
+    """What opens the assistant's answer: '<think>' (the paper), '' or the answer skeleton up to its first block.
+
+    >>> response_prefill("skeleton", "solve", "deduction")
+    '<think>\\n</think>\\n<answer>\\n```output\\n'
+    """
+    if mode == "think":
+        return THINK_PREFILL
+    if mode == "none":
+        return ""
+    if mode == "skeleton":
+        return f"{THINK_PREFILL}\n</think>\n<answer>\n```{skeleton_blocks(role, task_type, 1)[0]}\n"
+    raise ValueError(f"unknown response prefill {mode!r}: think, skeleton or none")
+
+
+def close_skeleton(text: str, finish_reason: str) -> str:
+    """Close a skeleton answer whose model stopped by itself (a stop string or end of sequence): its open block and
+    the `<answer>` tag. An answer cut at the length limit stays cut, so its format fails.
+
+    >>> close_skeleton("\\n</think>\\n<answer>\\n```output\\n[1, 2]", "stop")
+    '\\n</think>\\n<answer>\\n```output\\n[1, 2]\\n```\\n</answer>'
+    """
+    if finish_reason != "stop":
+        return text
+    if text.count("```") % 2:
+        text += "\n```"
+    return text if text.endswith("</answer>") else text + "\n</answer>"
+
+
+def render(
+    tokenizer: ChatTokenizer | None,
+    messages: list[dict[str, str]],
+    *,
+    prefill: str = THINK_PREFILL,
+    template: str = "chat",
+) -> str:
+    """Prompt text for generation, ending in `prefill`.
+
+    'chat': the tokenizer's chat template with the assistant turn opened. 'raw': the paper's template for base models,
+    `RAW_TEMPLATE` around the user message (its system text is the template's own preamble).
+    """
+    if template == "raw":
+        user = next(m["content"] for m in messages if m["role"] == "user")
+        return RAW_TEMPLATE.format(prompt=user) + prefill
+    if template != "chat":
+        raise ValueError(f"unknown prompt template {template!r}: raw or chat")
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if not isinstance(text, str):
         raise TypeError(f"apply_chat_template(tokenize=False) returned {type(text).__name__}, expected str")

@@ -11,7 +11,8 @@ so a small model's valid program can still enter the buffers; its format failure
 
 from __future__ import annotations
 
-import random
+import ast
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -94,10 +95,13 @@ def parse_proposal(
     reference_ids: Sequence[str] = (),
     think_prefilled: bool = True,
     lenient: bool = False,
+    rename_entry: bool = True,
+    reject_multiple: bool = True,
 ) -> Candidate:
     """Turn a proposer completion into a Candidate (deduction/abduction: program + input; induction: inputs + message).
 
-    For induction, `reference` is the program the proposer was shown; the candidate runs on it.
+    For induction, `reference` is the program the proposer was shown; the candidate runs on it. `rename_entry` and
+    `reject_multiple` are the reference's rules for the entry function (see `entry_function`).
 
     >>> text = "plan</think><answer>```python\\ndef f(x):\\n    return x*2\\n```\\n```input\\n3\\n```</answer>"
     >>> c = parse_proposal("deduction", text)
@@ -118,7 +122,9 @@ def parse_proposal(
     base = Candidate(task_type, format_ok, reference_ids=refs)
     if not programs:
         return _with(base, reason="parse: missing ```python block")
-    program = programs[0]
+    program, reason = entry_function(programs[0], rename=rename_entry, reject_multiple=reject_multiple)
+    if reason:
+        return _with(base, program=program, reason=reason)
     if not inputs:
         return _with(base, program=program, reason="parse: missing ```input block")
     inp = inputs[0].strip()
@@ -132,27 +138,25 @@ def parse_proposal(
 def _parse_induction(
     region: str, format_ok: bool, n_inputs: int, reference: Task | None, refs: tuple[str, ...]
 ) -> Candidate:
+    """As the reference: the last N ```input blocks are the inputs, and all N must be there (and, here, distinct
+    argument lists of literals); one bad input rejects the proposal."""
     base = Candidate(TaskType.INDUCTION, format_ok, reference_ids=refs)
     if reference is None:
         return _with(base, reason="parse: induction proposal without a reference program")
     base = _with(base, program=reference.program)
-    seen: list[str] = []
-    for raw in extract_fenced(region, "input"):
-        text = raw.strip()
-        if text in seen:
-            continue
-        try:
-            parse_call_args(text)
-        except InputError:
-            continue  # one bad input costs that pair only; too few good ones fail below
-        seen.append(text)
-        if len(seen) == n_inputs:
-            break
+    blocks = [raw.strip() for raw in extract_fenced(region, "input")][-n_inputs:]
     messages = extract_fenced(region, "message")
     message = messages[0].strip() if messages else None
-    base = _with(base, inputs=tuple(seen), message=message)
-    if not seen:
-        return _with(base, reason="parse: no ```input block holds a valid argument list")
+    base = _with(base, inputs=tuple(blocks), message=message)
+    if len(blocks) < n_inputs:
+        return _with(base, reason=f"parse: {len(blocks)} ```input blocks, need {n_inputs}")
+    for k, text in enumerate(blocks):
+        try:
+            parse_call_args(text)
+        except InputError as exc:
+            return _with(base, reason=f"input: input {k + 1} of {n_inputs}: {exc}")
+    if len(set(blocks)) < len(blocks):
+        return _with(base, reason=f"input: the {n_inputs} inputs are not distinct")
     if not message:
         return _with(base, reason="parse: missing ```message block")
     if reference.program.strip() in message:
@@ -160,23 +164,54 @@ def _parse_induction(
     return base
 
 
+_DEF_RE = r"def\s+{name}\s*\("
+
+
+def entry_function(program: str, *, rename: bool = True, reject_multiple: bool = True) -> tuple[str, str | None]:
+    """The reference's entry-function rules: (program, reason or None).
+
+    A program must define a function at top level; with `reject_multiple`, only one (nested helpers and classes are
+    fine); with `rename`, a single function not named `f` is renamed to `f`, its recursive calls too (by the
+    reference's regex). A program that does not parse is passed on unchanged: the executor reports its syntax error.
+
+    >>> entry_function("def g(n):\\n    return n and g(n - 1)")
+    ('def f(n):\\n    return n and f(n - 1)', None)
+    >>> entry_function("def f(x):\\n    return x\\ndef g(y):\\n    return y")[1]
+    'parse: 2 top-level functions (f, g): write one entry function f'
+    """
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError):
+        return program, None
+    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not names:
+        return program, "parse: no top-level function definition"
+    if reject_multiple and len(names) > 1:
+        return program, f"parse: {len(names)} top-level functions ({', '.join(names)}): write one entry function f"
+    if "f" in names or not rename:
+        return program, None
+    old = re.escape(names[0])
+    renamed = re.sub(_DEF_RE.format(name=old), "def f(", program)
+    return re.sub(rf"\b{old}\s*\(", "f(", renamed), None
+
+
 def _with(c: Candidate, **changes: Any) -> Candidate:
     return Candidate(**{**c.__dict__, **changes})
 
 
 def split_induction_pairs(
-    pairs: Sequence[tuple[str, str]], shown_fraction: float, rng: random.Random
+    pairs: Sequence[tuple[str, str]], shown_fraction: float
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Shuffle valid (input, output) pairs and split them: at least one shown and one held out.
+    """The first round(N * shown_fraction) pairs are shown, the rest held out, in the proposer's order (the reference
+    shows the first N // 2); at least one of each.
 
-    The shuffle keeps the proposer from choosing which pairs are held out.
+    >>> split_induction_pairs([("1", "1"), ("2", "2"), ("3", "3"), ("4", "4")], 0.5)
+    ([('1', '1'), ('2', '2')], [('3', '3'), ('4', '4')])
     """
     if len(pairs) < 2:
         raise ValueError("need at least two pairs to split")
-    order = list(pairs)
-    rng.shuffle(order)
-    n_shown = min(len(order) - 1, max(1, round(len(order) * shown_fraction)))
-    return order[:n_shown], order[n_shown:]
+    n_shown = min(len(pairs) - 1, max(1, int(len(pairs) * shown_fraction)))
+    return list(pairs[:n_shown]), list(pairs[n_shown:])
 
 
 def validate_candidates(
@@ -184,16 +219,14 @@ def validate_candidates(
     candidates: Sequence[Candidate],
     *,
     iteration: int,
-    rng: random.Random,
     shown_fraction: float = 0.5,
-    min_induction_inputs: int = 2,
     proposal_ids: Sequence[str | None] | None = None,
 ) -> list[ProposalOutcome]:
     """Run every parsed candidate on the executor (one `validate_many` call for the whole batch) and build tasks.
 
     deduction/abduction: the program runs on its input; the output becomes the gold answer.
-    induction: the reference program runs on each input; the valid pairs are split shown / held out, and the task
-    needs at least `min_induction_inputs` valid pairs.
+    induction: the reference program runs on each of the N inputs; every one must be valid (as the reference), then
+    the pairs are split shown / held out in order.
     """
     ids = list(proposal_ids) if proposal_ids is not None else [None] * len(candidates)
     requests: list[tuple[str, str]] = []
@@ -211,8 +244,7 @@ def validate_candidates(
         if not c.parsed:
             outcomes.append(ProposalOutcome(c, valid=False, reason=c.reason))
         elif c.task_type is TaskType.INDUCTION:
-            outcomes.append(_induction_outcome(c, results[start:end], iteration, rng, shown_fraction,
-                                               min_induction_inputs, pid))  # fmt: skip
+            outcomes.append(_induction_outcome(c, results[start:end], iteration, shown_fraction, pid))
         else:
             res = results[start]
             if not res.valid:
@@ -228,20 +260,17 @@ def _induction_outcome(
     c: Candidate,
     results: Sequence[ValidationResultLike],
     iteration: int,
-    rng: random.Random,
     shown_fraction: float,
-    min_inputs: int,
     pid: str | None,
 ) -> ProposalOutcome:
     outputs = tuple(r.output if r.valid else None for r in results)
-    pairs = [(i, o) for i, o in zip(c.inputs, outputs, strict=True) if o is not None]
-    if len(pairs) < max(2, min_inputs):
-        failures = "; ".join(sorted({str(r.reason) for r in results if not r.valid}))[:300]
-        reason = f"induction: {len(pairs)} valid inputs, need {max(2, min_inputs)}" + (
-            f" ({failures})" if failures else ""
-        )
+    bad = [(k, r) for k, r in enumerate(results) if not r.valid]
+    if bad:
+        k, first = bad[0]
+        reason = f"induction: input {k + 1} of {len(results)} invalid ({first.reason})"[:400]
         return ProposalOutcome(c, valid=False, reason=reason, outputs=outputs)
-    shown, held = split_induction_pairs(pairs, shown_fraction, rng)
+    pairs = [(i, o) for i, o in zip(c.inputs, outputs, strict=True) if o is not None]
+    shown, held = split_induction_pairs(pairs, shown_fraction)
     task = Task(
         TaskType.INDUCTION,
         c.program or "",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import random
 from dataclasses import dataclass
 
 import pytest
@@ -91,10 +90,9 @@ def test_lenient_parsing_takes_blocks_from_a_broken_format_but_keeps_the_format_
     assert c.parsed and not c.format_ok and c.program == PROGRAM and c.input == "3"
 
 
-def test_induction_proposal_keeps_distinct_valid_inputs_up_to_n():
+def test_induction_proposal_takes_the_last_n_inputs_as_the_reference():
     completion = answer(
-        ("input", "'a', 1"), ("input", "'a', 1"), ("input", "oops("), ("input", "'b', 2"), ("input", "'c', 3"),
-        ("message", "repeat a string"),
+        ("input", "oops("), ("input", "'a', 1"), ("input", "'b', 2"), ("message", "repeat a string"),
     )  # fmt: skip
     c = parse_proposal("induction", completion, n_inputs=2, reference=REFERENCE)
     assert c.parsed and c.inputs == ("'a', 1", "'b', 2") and c.message == "repeat a string"
@@ -104,15 +102,39 @@ def test_induction_proposal_keeps_distinct_valid_inputs_up_to_n():
 @pytest.mark.parametrize(
     ("blocks", "reason"),
     [
-        ((("input", "1"),), "parse: missing ```message block"),
-        ((("message", "hi"),), "parse: no ```input block"),
-        ((("input", "1"), ("message", "it is " + REFERENCE.program)), "message: reveals the program"),
+        ((("input", "1"), ("input", "2")), "parse: missing ```message block"),
+        ((("message", "hi"),), "parse: 0 ```input blocks, need 2"),
+        ((("input", "1"), ("message", "hi")), "parse: 1 ```input blocks, need 2"),
+        # one bad input rejects the proposal (today's code kept the good ones: the reference does not)
+        ((("input", "1"), ("input", "oops("), ("message", "hi")), "input: input 2 of 2"),
+        ((("input", "1"), ("input", "1"), ("message", "hi")), "input: the 2 inputs are not distinct"),
+        ((("input", "1"), ("input", "2"), ("message", "it is " + REFERENCE.program)), "message: reveals the program"),
     ],
 )
 def test_induction_failures(blocks, reason):
-    c = parse_proposal("induction", answer(*blocks), reference=REFERENCE)
+    c = parse_proposal("induction", answer(*blocks), n_inputs=2, reference=REFERENCE)
     assert c.reason.startswith(reason)
     assert parse_proposal("induction", answer(("input", "1"), ("message", "m"))).reason.startswith("parse: induction")
+
+
+@pytest.mark.parametrize(
+    ("program", "expected", "reason"),
+    [
+        ("def g(n):\n    return n and g(n - 1)", "def f(n):\n    return n and f(n - 1)", None),  # renamed, calls too
+        ("def f(x):\n    def helper(y):\n        return y\n    return helper(x)", None, None),  # nested: fine
+        ("class A:\n    pass\ndef f(x):\n    return A()", None, None),
+        ("def f(x):\n    return x\ndef g(x):\n    return x", None, "parse: 2 top-level functions"),
+        ("x = 1", None, "parse: no top-level function"),
+    ],
+)
+def test_entry_function_rules_of_the_reference(program, expected, reason):
+    c = parse_proposal("deduction", answer(("python", program), ("input", "1")))
+    assert c.program == (expected or program)
+    assert (c.reason or "").startswith(reason or "") and (reason is None) == c.parsed
+    kept = parse_proposal(
+        "deduction", answer(("python", "def g(x):\n    return x"), ("input", "1")), rename_entry=False
+    )
+    assert kept.parsed and kept.program.startswith("def g(")  # the setting that turns renaming off
 
 
 TAGS = st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "```python\n", "```input\n", "```message\n",
@@ -140,9 +162,8 @@ def test_validate_candidates_runs_the_batch_in_one_call_and_builds_tasks():
     crash = parse_proposal("abduction", answer(("python", "def f(x):\n    return 1 / 0"), ("input", "1")))
     broken = parse_proposal("deduction", "nonsense")
     ind = parse_proposal("induction", answer(*[("input", f"'s', {i}") for i in range(6)], ("message", "m")),
-                         reference=REFERENCE, reference_ids=["ref1"])  # fmt: skip
-    outcomes = validate_candidates(ex, [good, crash, broken, ind], iteration=5, rng=random.Random(0),
-                                   proposal_ids=["p0", "p1", "p2", "p3"])  # fmt: skip
+                         n_inputs=6, reference=REFERENCE, reference_ids=["ref1"])  # fmt: skip
+    outcomes = validate_candidates(ex, [good, crash, broken, ind], iteration=5, proposal_ids=["p0", "p1", "p2", "p3"])
     assert len(ex.calls) == 1 and len(ex.calls[0]) == 1 + 1 + 6  # the broken one never reaches the executor
     ok, bad, fmt, induced = outcomes
     assert ok.valid and ok.output == "42" and ok.task.output == "42" and ok.task.input == "21"
@@ -151,37 +172,38 @@ def test_validate_candidates_runs_the_batch_in_one_call_and_builds_tasks():
     assert not fmt.valid and fmt.reason == FORMAT_REASON
     assert induced.valid and induced.task.task_type is TaskType.INDUCTION
     t = induced.task
-    assert len(t.shown_inputs) == 3 and len(t.held_inputs) == 3
-    assert sorted(t.shown_inputs + t.held_inputs) == sorted(f"'s', {i}" for i in range(6))
+    # the first half shown, the second held out, in the proposer's order (as the reference)
+    assert t.shown_inputs == tuple(f"'s', {i}" for i in range(3)) and t.held_inputs == tuple(
+        f"'s', {i}" for i in (3, 4, 5)
+    )
     for inp, out in zip(t.shown_inputs + t.held_inputs, t.shown_outputs + t.held_outputs, strict=True):
         assert out == repr(["s"] * int(inp.split(", ")[1]))
 
 
-def test_induction_needs_enough_valid_inputs():
+def test_induction_with_one_input_that_fails_to_run_is_rejected():
     ex = FakeExecutor()
     ref = Task(TaskType.DEDUCTION, "def f(x):\n    return 10 // x", "1", "10", task_id="r")
-    c = parse_proposal("induction", answer(("input", "0"), ("input", "5"), ("message", "divide")), reference=ref)
-    (out,) = validate_candidates(ex, [c], iteration=1, rng=random.Random(0))
-    assert not out.valid and out.reason.startswith("induction: 1 valid inputs, need 2")
-    assert out.outputs == (None, "2")
+    blocks = [("input", "5"), ("input", "2"), ("input", "0"), ("message", "divide")]
+    c = parse_proposal("induction", answer(*blocks), n_inputs=3, reference=ref)
+    (out,) = validate_candidates(ex, [c], iteration=1)
+    assert not out.valid and out.reason.startswith("induction: input 3 of 3 invalid")
+    assert out.outputs == ("2", "5", None)
 
 
 def test_validate_with_nothing_to_run_does_not_call_the_executor():
     ex = FakeExecutor()
-    assert validate_candidates(ex, [], iteration=1, rng=random.Random(0)) == []
-    (out,) = validate_candidates(ex, [parse_proposal("deduction", "")], iteration=1, rng=random.Random(0))
+    assert validate_candidates(ex, [], iteration=1) == []
+    (out,) = validate_candidates(ex, [parse_proposal("deduction", "")], iteration=1)
     assert ex.calls == [] and not out.valid
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 10])
-def test_split_keeps_one_on_each_side(n):
+def test_split_shows_the_first_part_and_keeps_one_on_each_side(n):
     pairs = [(str(i), str(i)) for i in range(n)]
-    shown, held = split_induction_pairs(pairs, 0.5, random.Random(n))
-    assert shown and held and sorted(shown + held) == sorted(pairs)
-    assert len(shown) == max(1, min(n - 1, round(n * 0.5)))
-    assert split_induction_pairs(pairs, 0.5, random.Random(1)) == split_induction_pairs(pairs, 0.5, random.Random(1))
+    shown, held = split_induction_pairs(pairs, 0.5)
+    assert shown + held == pairs and len(shown) == max(1, n // 2) and held
     with pytest.raises(ValueError):
-        split_induction_pairs(pairs[:1], 0.5, random.Random(0))
+        split_induction_pairs(pairs[:1], 0.5)
 
 
 @pytest.mark.sandbox
@@ -190,7 +212,7 @@ def test_validate_candidates_on_the_real_sandbox(executor):
     evil = parse_proposal(
         "deduction", answer(("python", "import os\ndef f(x):\n    return os.getcwd()"), ("input", "1"))
     )
-    ok, bad = validate_candidates(executor, [good, evil], iteration=1, rng=random.Random(0))
+    ok, bad = validate_candidates(executor, [good, evil], iteration=1)
     assert ok.valid and ok.output == "[1, 1]"
     assert not bad.valid and bad.reason
 
@@ -239,7 +261,7 @@ def test_proposal_rows_fit_the_store(tmp_path):
 
     ex = FakeExecutor()
     good = parse_proposal("deduction", answer(("python", PROGRAM), ("input", "21")), reference_ids=["r1"])
-    outcomes = validate_candidates(ex, [good, parse_proposal("induction", "junk")], iteration=1, rng=random.Random(0))
+    outcomes = validate_candidates(ex, [good, parse_proposal("induction", "junk")], iteration=1)
     rows = [
         proposal_row(outcomes[0], "p0", solve_rate=0.5, n_solves=2, reward=0.5),
         proposal_row(outcomes[1], "p1", reward=-1.0),
