@@ -54,21 +54,56 @@ class SelfPlayConfig(_Section):
     """The algorithm: how tasks are proposed, split, estimated and batched (Absolute Zero paper settings)."""
 
     references_k: int = Field(6, ge=0, description="K reference triplets shown to a deduction/abduction proposer.")
-    induction_inputs: int = Field(10, ge=2, description="N inputs an induction proposer must write.")
-    induction_shown_fraction: float = Field(
-        0.5, gt=0.0, lt=1.0, description="Share of an induction task's valid pairs shown; the rest are held out."
+    induction_inputs: int = Field(
+        10, ge=2, description="N inputs an induction proposer must write; all N must parse and run (as the reference)."
     )
-    induction_min_valid_inputs: int = Field(
-        2, ge=2, description="Fewest valid distinct inputs an induction proposal needs (one shown, one held out)."
+    induction_shown_fraction: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Share of an induction task's N pairs shown to the solver: the first round(N * share), in the "
+        "proposer's order (the reference shows the first N // 2); the rest are held out for grading.",
     )
     learnability_rollouts: int = Field(8, ge=1, description="n solver rollouts per new task to estimate learnability.")
     batch_per_group: int = Field(
         64,
         ge=1,
-        description="Batch size of each (role, task type) group: proposals per type and solver tasks per type.",
+        description="Prompts per (role, task type) group: proposer prompts per type and solver tasks per type "
+        "(each sampled rollout.n times).",
     )
-    think_prefill: bool = Field(
-        True, description="Open the assistant turn with `<think>` (the paper's template ends in 'Assistant: <think>')."
+    prompt_template: Literal["raw", "chat"] = Field(
+        "raw",
+        description="'raw': the paper's template for base models ('A conversation between User and Assistant ... "
+        "User: {prompt}\\nAssistant: <think>'); 'chat': the model's own chat template with that text as system prompt.",
+    )
+    response_prefill: Literal["think", "skeleton", "none"] = Field(
+        "think",
+        description="What opens the assistant's answer. 'think': '<think>' (the paper). 'skeleton': an empty think "
+        "block and the answer's blocks opened one by one for the model, each ended at its closing fence, the answer "
+        "closed in code (azr_core.selfplay.sampling; a deviation for small models: the format is given, the "
+        "content is learned; only what the model wrote is trained on). 'none': nothing.",
+    )
+    skeleton_block_tokens: int = Field(
+        64, ge=1, description="Under 'skeleton': most new tokens of each block after the first (inputs, message)."
+    )
+    compact_prompts: bool = Field(
+        False,
+        description="Shorter prompts (no worked example, shorter rules): fewer tokens to generate from and train on. "
+        "The paper's prompts when false.",
+    )
+    max_prompt_tokens: int = Field(
+        6144,
+        ge=16,
+        description="Prompts longer than this many tokens are dropped before generation and counted "
+        "(`filtered_prompts/...` metrics), never truncated (paper: 6144).",
+    )
+    rename_entry_function: bool = Field(
+        True, description="A proposal whose one function is not named `f` has it renamed to `f` (as the reference)."
+    )
+    reject_multiple_functions: bool = Field(
+        True,
+        description="Reject a proposal with more than one top-level function (the reference rejects any second "
+        "`def`, nested ones too, against its own prompt; nested helpers are allowed here).",
     )
     lenient_parsing: bool = Field(
         False,
@@ -81,13 +116,24 @@ class SelfPlayConfig(_Section):
 
 
 class BuffersConfig(_Section):
-    """Seeding the task buffers. (Every valid task is kept, exact duplicates aside: there is no cap. Solver batches
-    take the iteration's new tasks first, then fill uniformly: see azr_core.store.buffers.)"""
+    """Seeding: a bounded phase before the first training iteration (committed with it, never paid again). The current
+    model proposes with no update; each valid task joins the seed set at once, so later seed prompts draw their
+    references from it. Deduction and abduction share one seed set (as the reference); induction seeds take their
+    programs from it. Every valid task is kept afterwards (exact duplicates aside): no cap. Solver batches take the
+    iteration's new tasks first, then fill uniformly (azr_core.store.buffers)."""
 
-    seed_quota: int = Field(64, ge=1, description="Seeding stops once each type's buffer holds this many tasks.")
-    seed_round_size: int = Field(64, ge=1, description="Proposals generated per task type in one seeding round.")
+    seed_quota: int = Field(
+        256,
+        ge=1,
+        description="Seeding stops once the shared deduction/abduction seed set, and then the induction set, hold "
+        "this many tasks (reference: train_batch_size 64 x seed_batch_factor 4).",
+    )
+    seed_round_size: int = Field(64, ge=1, description="Proposals generated in one seeding round.")
     seed_max_rounds: int = Field(
-        100, ge=0, description="Seeding gives up after this many rounds and trains on what it has (zero triplet kept)."
+        100,
+        ge=0,
+        description="Seeding rounds at most, for each of the two sets; then training starts with what it has "
+        "(the zero triplet at least).",
     )
 
 
@@ -167,19 +213,24 @@ PROFILES: dict[str, dict[str, Any]] = {
     # rollouts for the rare valid proposal, short completions, one small update. Seeding is bounded by rounds since
     # almost every early proposal of this model is invalid (DESIGN.md).
     "cpu-tiny": {
-        "run": {"run_dir": "runs/cpu-tiny", "iterations": 20},
+        "run": {"run_dir": "runs/cpu-tiny", "iterations": 30},
         "selfplay": {
             "references_k": 2,
             "induction_inputs": 4,
-            "learnability_rollouts": 2,
+            "learnability_rollouts": 4,
             "batch_per_group": 4,
+            "prompt_template": "chat",  # an instruct model: its own chat template
+            "response_prefill": "skeleton",
+            "compact_prompts": True,
+            "max_prompt_tokens": 1024,
             "lenient_parsing": True,
         },
-        "buffers": {"seed_quota": 4, "seed_round_size": 4, "seed_max_rounds": 2},
-        "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 160, "batch_size": 16},
+        "buffers": {"seed_quota": 8, "seed_round_size": 8, "seed_max_rounds": 2},
+        "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 128, "batch_size": 16},
         # One CPU rank: ZeRO has nothing to partition, and stage 2's flat gradient buckets cost a step 1.16x plain
-        # AdamW here against 1.02x for stage 0 (bench/bench_policy.py). The default profile keeps zero2.json.
-        "trainer": {"micro_batch_size": 4, "total_steps": 20, "zero_stage": 0},
+        # AdamW here against 1.02x for stage 0 (bench/bench_policy.py). lr: the paper's 1e-6 is for 7B models.
+        # No entropy bonus (paper: 0.001): then sequences with zero advantage can be left out of the passes exactly.
+        "trainer": {"micro_batch_size": 4, "lr": 3e-5, "entropy_coef": 0.0, "zero_stage": 0},
     },
 }
 

@@ -1,7 +1,8 @@
 """The `azr` flow: open the run, then iterations of seed -> propose -> execute-validate -> solve -> reward -> update ->
-commit until the iteration target, the per-run iteration cap or the wall-clock budget is reached. Pure sequencing.
+commit (`azr_core.selfplay.iteration.run_iteration`, each stage a Prefect task) until the run's iteration target,
+this flow run's iteration budget or its wall-clock budget is reached. Pure sequencing.
 
-    prefect deployment run azr/self-play -p overrides='["run.iterations=3"]'
+    prefect deployment run azr/self-play -p iterations=3
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from prefect import flow, runtime
 
 from azr_core.config import load_config
+from azr_core.selfplay.iteration import run_iteration
 from tasks import selfplay as t
 
 
@@ -26,35 +28,31 @@ def self_play(
     """Self-play on one run folder, resuming from its last committed iteration.
 
     config: YAML file; overrides: `key.sub=value` items; profile: default | cpu-tiny; run_dir overrides run.run_dir;
-    iterations: at most this many iterations in this flow run; max_wall_s: no new iteration after this budget.
+    iterations: at most this many iterations in this flow run (0 runs none); max_wall_s: no new iteration once this
+    budget could be exceeded (0 runs none). None for either means the config's value (run.max_iterations_per_session,
+    run.max_wall_s), whose None means no limit.
     """
     extra = list(overrides or [])
     if run_dir:
         extra.append(f"run.run_dir={run_dir}")
     cfg = load_config(config, extra, profile=profile)
-    budget_iters = iterations or cfg.run.max_iterations_per_session
-    budget_s = max_wall_s or cfg.run.max_wall_s
-    opened = t.open_run(cfg.model_dump(mode="json"), flow_run_id=str(runtime.flow_run.id))
-    rd, done, start, last_s = opened["run_dir"], 0, time.monotonic(), 0.0
-    try:
-        it = opened["last_iteration"] + 1
-        while it <= cfg.run.iterations and (budget_iters is None or done < budget_iters):
+    budget_iters = iterations if iterations is not None else cfg.run.max_iterations_per_session
+    budget_s = max_wall_s if max_wall_s is not None else cfg.run.max_wall_s
+    done, start, last_s = 0, time.monotonic(), 0.0
+    with t.open_run(cfg.model_dump(mode="json"), flow_run_id=str(runtime.flow_run.id)) as session:
+        last_commit = session
+        while session.last_iteration < cfg.run.iterations and (budget_iters is None or done < budget_iters):
             if budget_s is not None and time.monotonic() - start + last_s > budget_s:
-                print(f"wall-clock budget of {budget_s:.0f}s reached: stopping before iteration {it}")
+                nxt = session.last_iteration + 1
+                print(f"wall-clock budget of {budget_s:.0f}s reached: stopping before iteration {nxt}")
                 break
             began = time.monotonic()
-            t.seed(rd, it)
-            t.propose(rd, it)
-            t.execute_validate(rd, it)
-            t.solve(rd, it)
-            t.reward(rd, it)
-            t.update(rd, it)
-            t.commit(rd, it)
-            last_s = time.monotonic() - began
-            done, it = done + 1, it + 1
-    finally:
-        t.close_run(rd)
-    return {"run_dir": rd, "iterations_done": done, "last_iteration": it - 1}
+            last_commit = run_iteration(session, call=t.as_tasks(after=last_commit))
+            last_s, done = time.monotonic() - began, done + 1
+        last = session.last_iteration
+        if last >= cfg.run.iterations:
+            print(f"run {session.run_dir} has reached run.iterations={cfg.run.iterations}: nothing left to train")
+    return {"run_dir": str(session.run_dir), "iterations_done": done, "last_iteration": last}
 
 
 if __name__ == "__main__":

@@ -1,97 +1,78 @@
-"""One Prefect task per self-play stage. Thin: look up the run's session, call azr_core, log a one-line summary.
+"""One Prefect task per self-play stage. Thin: call the stage in azr_core, log its one-line summary, pass its typed
+result on to the next stage's task (so the UI draws each iteration as its chain).
 
-Arguments are the run folder and the iteration; results are small dicts. No retries on the stages: they are not
-idempotent within an iteration (a failed iteration is dropped whole and redone by the next flow run, which resumes
-from the last commit), and a model or sandbox failure is not transient.
+The session travels quoted (`prefect.utilities.annotations.quote`): Prefect neither walks it nor draws it as an
+upstream edge. No retries on the stages: they are not idempotent within an iteration (a failed iteration is dropped
+whole and redone by the next flow run, which resumes from the last commit), and a model or sandbox failure is not
+transient. No caching: stage inputs are live objects.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from azr_core.config import AZRConfig
-from azr_core.selfplay import commit as commit_mod
 from azr_core.selfplay import stages
-from azr_core.selfplay.session import close_session, get_session, session_for
+from azr_core.selfplay.commit import commit as commit_stage
+from azr_core.selfplay.session import Session
 
 
-def _log(summary: dict[str, Any]) -> dict[str, Any]:
+def _log(summary: dict[str, Any]) -> None:
     get_run_logger().info("%s %s", summary.get("stage", ""), json.dumps(summary, default=str))
-    return summary
 
 
-@task(name="open-run", task_run_name="open-run")
-def open_run(config: dict[str, Any], flow_run_id: str | None = None) -> dict[str, Any]:
+def _stage(name: str, fn: Callable[..., Any], doc: str):
+    @task(name=name, task_run_name=f"{name} [it {{iteration}}]", cache_policy=NO_CACHE)
+    def run(session: Session, previous: Any, iteration: int, after: Any = None) -> Any:
+        # `after` only orders the graph: the first stage of an iteration follows the last commit (or open-run).
+        result = fn(session, previous)
+        _log(result if isinstance(result, dict) else result.summary())
+        return result
+
+    run.__doc__ = doc
+    return run
+
+
+@task(name="open-run", task_run_name="open-run", cache_policy=NO_CACHE)
+def open_run(config: dict[str, Any], flow_run_id: str | None = None) -> Session:
     """Open (or resume) the run folder: store, buffers, sandbox, policy workers, MLflow run."""
-    s = get_session(AZRConfig.model_validate(config))
+    s = Session(AZRConfig.model_validate(config))
     s.flow_run_id = flow_run_id
-    return _log(
-        {
-            "stage": "open-run",
-            "run_dir": str(s.run_dir),
-            "last_iteration": s.last_iteration,
-            "step": s.step,
-            "buffer_sizes": {str(t): s.buffers.size(t) for t in ("deduction", "abduction", "induction")},
-        }
-    )
+    _log({"stage": "open-run", "run_dir": str(s.run_dir), "last_iteration": s.last_iteration, "step": s.step})
+    return s
 
 
-@task(name="seed", task_run_name="seed [it {iteration}]")
-def seed(run_dir: str, iteration: int) -> dict[str, Any]:
-    """Fill buffers below their seed quota with valid proposals of the current model (bounded rounds)."""
-    s = session_for(run_dir)
-    state = s.begin_iteration()
-    if state.iteration != iteration:
-        raise RuntimeError(f"expected iteration {iteration}, the store is at {state.iteration}")
-    return _log(stages.seed(s, state))
+seed = _stage("seed", stages.seed, "Seeding (first iteration only): valid proposals of the current model, no update.")
+propose = _stage("propose", stages.propose, "Proposer prompts with K references per task type; generate; parse.")
+execute_validate = _stage("execute-validate", stages.execute_validate, "Check and run each proposal in the sandbox.")
+solve = _stage("solve", stages.solve, "Solver batches and learnability probes.")
+reward = _stage("reward", stages.reward, "Grade in the sandbox; solver and proposer rewards; TRR++ advantages.")
+update = _stage("update", stages.update, "Old log-probs recomputed; one optimiser step per mini-batch; checkpoint.")
+commit = _stage("commit", commit_stage, "Rows to Parquet, COMMITTED, buffers, MLflow metrics and model versions.")
+
+TASKS = {
+    stages.seed: seed,
+    stages.propose: propose,
+    stages.execute_validate: execute_validate,
+    stages.solve: solve,
+    stages.reward: reward,
+    stages.update: update,
+    commit_stage: commit,
+}
 
 
-@task(name="propose", task_run_name="propose [it {iteration}]")
-def propose(run_dir: str, iteration: int) -> dict[str, Any]:
-    """Proposer prompts with K references per task type; generate."""
-    s = session_for(run_dir)
-    return _log(stages.propose(s, s.state))
+def as_tasks(after: Any) -> Callable[..., Any]:
+    """A `call` for `run_iteration` that runs each stage as its Prefect task; the iteration's first task is drawn
+    after `after` (the previous commit's summary, or the session open-run returned)."""
 
+    def call(stage: Callable[..., Any], s: Session, previous: Any) -> Any:
+        iteration = previous if isinstance(previous, int) else previous.iteration  # seed gets the iteration
+        return TASKS[stage](quote(s), previous, iteration, after=after if stage is stages.seed else None)
 
-@task(name="execute-validate", task_run_name="execute-validate [it {iteration}]")
-def execute_validate(run_dir: str, iteration: int) -> dict[str, Any]:
-    """Parse, check and run each proposal in the sandbox; record every one with its reason."""
-    s = session_for(run_dir)
-    return _log(stages.execute_validate(s, s.state))
-
-
-@task(name="solve", task_run_name="solve [it {iteration}]")
-def solve(run_dir: str, iteration: int) -> dict[str, Any]:
-    """Solver batches and learnability rollouts."""
-    s = session_for(run_dir)
-    return _log(stages.solve(s, s.state))
-
-
-@task(name="reward", task_run_name="reward [it {iteration}]")
-def reward(run_dir: str, iteration: int) -> dict[str, Any]:
-    """Grade in the sandbox; solver and proposer rewards; TRR++ advantages."""
-    s = session_for(run_dir)
-    return _log(stages.reward(s, s.state))
-
-
-@task(name="update", task_run_name="update [it {iteration}]")
-def update(run_dir: str, iteration: int) -> dict[str, Any]:
-    """One DeepSpeed policy-gradient step; checkpoint."""
-    s = session_for(run_dir)
-    return _log(stages.update(s, s.state))
-
-
-@task(name="commit", task_run_name="commit [it {iteration}]")
-def commit(run_dir: str, iteration: int) -> dict[str, Any]:
-    """Write the iteration's rows, commit, log metrics to MLflow, register the model every K iterations."""
-    s = session_for(run_dir)
-    return _log(commit_mod.commit(s, s.state))
-
-
-@task(name="close-run", task_run_name="close-run")
-def close_run(run_dir: str) -> None:
-    """Stop the policy workers and the sandbox; release the run folder's lock."""
-    close_session(run_dir)
+    return call

@@ -35,18 +35,27 @@ def test_default_profile_is_the_papers_settings():
     assert cfg.trainer.total_steps == 500 and cfg.run.iterations == 500
     assert (cfg.rewards.correct, cfg.rewards.wrong_answer, cfg.rewards.format_error) == (1.0, -0.5, -1.0)
     assert cfg.rewards.unlearnable == 0.0 and cfg.rewards.invalid_proposal == -1.0
-    assert cfg.selfplay.think_prefill and not cfg.selfplay.lenient_parsing  # the paper's template, strict format
+    assert cfg.selfplay.response_prefill == "think" and not cfg.selfplay.lenient_parsing  # 'Assistant: <think>'
+    assert cfg.selfplay.prompt_template == "raw" and not cfg.selfplay.compact_prompts  # the paper's prompts
+    assert cfg.selfplay.max_prompt_tokens == 6144 and cfg.rollout.max_new_tokens == 8096
+    assert cfg.trainer.entropy_coef == 0.001 and cfg.trainer.kl_coef == 0.0 and cfg.trainer.clip_ratio == 0.2
+    assert cfg.trainer.mini_batch_size is None and cfg.trainer.recompute_old_logprobs  # one step on the batch
+    assert cfg.trainer.weight_decay == 0.01
+    assert cfg.buffers.seed_quota == 256  # 64 x seed_batch_factor 4
+    assert cfg.rollout.n == 1 and cfg.rollout.top_p == 1.0
 
 
 def test_cpu_tiny_profile_is_small_and_bounded():
     cfg = load_config(profile="cpu-tiny")
     assert cfg.profile == "cpu-tiny"
     assert cfg.selfplay.batch_per_group <= 4
-    assert cfg.selfplay.learnability_rollouts <= 2
+    assert cfg.selfplay.learnability_rollouts <= 4
     assert cfg.rollout.max_new_tokens <= 192
     assert cfg.rollout.temperature < 1.0
     assert cfg.buffers.seed_max_rounds <= 3  # seeding is bounded: the small model's proposals are mostly invalid
     assert cfg.selfplay.lenient_parsing  # its rare valid programs come with a broken format
+    assert cfg.selfplay.response_prefill == "skeleton" and cfg.selfplay.compact_prompts
+    assert cfg.trainer.entropy_coef == 0.0  # so zero-advantage sequences can be left out exactly
     # the rest stays at the paper's values
     assert cfg.trainer.grad_clip == 1.0 and cfg.rewards.unlearnable == 0.0
 

@@ -11,54 +11,88 @@ import pytest
 from azr_core.config import load_config
 from azr_core.policy.rollout.base import Completion, PromptOutput
 from azr_core.selfplay import stages
-from azr_core.selfplay.commit import commit
+from azr_core.selfplay.iteration import run_iteration
 from azr_core.selfplay.session import Session
 from azr_core.store import connect
 from azr_core.store.compaction import read_compaction
 
 pytestmark = pytest.mark.sandbox
 
-DEDUCTION = "<think>plan</think><answer>```python\ndef f(x):\n    return x * {k}\n```\n```input\n{k}\n```</answer>"
-INDUCTION = "ok</think><answer>```input\n1\n```\n```input\n2\n```\n```input\n'a'\n```\n```message\nsame\n```</answer>"
+# cpu-tiny writes answers block by block (the skeleton opens each block; the policy writes its content up to the
+# closing fence), so the scripted policy answers according to the block the context ends in.
+
+
+def _role(prompt: str) -> str:
+    if "Write a new Python function" in prompt:
+        return "program"
+    if "different inputs for the function below" in prompt:
+        return "inputs"
+    if "What does `f` return" in prompt:
+        return "output"
+    if "Find an input for which" in prompt:
+        return "input"
+    return "function"
 
 
 class ScriptedPolicy:
-    """Proposals: valid ones with fresh programs, a banned import, a malformed one; answers: right or wrong."""
+    """Proposals: valid ones with fresh programs, a banned import, one cut off at the length limit; answers: right or
+    wrong. `repeat` makes every valid proposal the same program (duplicates within one batch)."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat: bool = False) -> None:
         self.counter = itertools.count(2)
+        self.repeat = repeat
         self.steps = 0
         self.saved: list[Path] = []
+        self.prompts: list[str] = []
+        self.trained: list[list] = []
+        self.logprob_calls = 0
 
-    def _text(self, prompt: str, i: int) -> str:
-        if "Output" in prompt and "Inputs that can be plugged" in prompt:
-            return INDUCTION
-        if "Create a Python Code Snippet" in prompt:
+    def _completion(self, prompt: str, i: int) -> tuple[str, str]:
+        role, block = _role(prompt), prompt.rsplit("```", 1)[-1].strip()
+        if role == "program" and block == "python":
             k = next(self.counter)
-            return [
-                DEDUCTION.format(k=k),
-                "<think>x</think><answer>```python\nimport os\ndef f(x):\n    return 1\n```\n```input\n1\n```</answer>",
-                "no format at all",
-            ][k % 3]
-        if "```output" in prompt or "output" in prompt.lower():
-            return "<think>t</think><answer>```output\n4\n```</answer>" if i % 2 else "garbage"
-        return "<think>t</think><answer>```python\ndef f(x):\n    return x\n```</answer>"
+            kind = k % 3
+            if kind == 0:
+                return f"def f(x):\n    return x * {3 if self.repeat else k}\n```", "stop"
+            if kind == 1:
+                return "import os\ndef f(x):\n    return 1\n```", "stop"
+            return "def f(x):\n    return", "length"
+        if role == "program":  # the ```input block after the program
+            return "3\n```", "stop"
+        if role == "inputs":
+            if block == "message":
+                return "same\n```", "stop"
+            return f"{prompt.count('```input')}\n```", "stop"  # four distinct inputs
+        if role == "output":
+            return ("4\n```", "stop") if i % 2 else ("4 and more", "length")
+        if role == "input":
+            return "2\n```", "stop"
+        return "def f(x):\n    return x\n```", "stop"
 
     def generate(self, prompts, params):
         out = []
         for p in prompts:
-            comps = [self._text(p, i) for i in range(params.n)]
-            out.append(PromptOutput(p, [1, 2, 3], [Completion(c, [5] * 4, [-0.5] * 4, "stop") for c in comps]))
+            self.prompts.append(p)
+            comps = []
+            for i in range(params.n):
+                text, finish = self._completion(p, i)
+                comps.append(Completion(text, [5] * 4, [-0.5] * 4, finish))
+            out.append(PromptOutput(p, [1, 2, 3], comps))
         return out
 
-    def train_step(self, records):
-        assert records, "update called with no records"
+    def compute_logprobs(self, records):
+        self.logprob_calls += 1
+        return [[-0.25] * len(r.completion_token_ids) for r in records]
+
+    def train_step(self, records, *, total_tokens=None):
         groups = {r.group for r in records}
         assert groups <= {
             f"{role}/{t}" for role in ("propose", "solve") for t in ("deduction", "abduction", "induction")
         }
+        assert all(r.old_logprobs == [-0.25] * 4 for r in records), [r.old_logprobs for r in records]  # recomputed
+        self.trained.append(list(records))
         self.steps += 1
-        return {"loss": 0.5, "sequences": float(len(records))}
+        return {"loss": 0.5, "sequences": float(len(records)), "step": float(self.steps)}
 
     def save_checkpoint(self, path):
         path = Path(path)
@@ -78,8 +112,11 @@ class CharTokenizer:
     def apply_chat_template(self, conversation, tokenize=False, add_generation_prompt=True):
         return "\n".join(f"<{m['role']}>{m['content']}" for m in conversation) + "\n<assistant>"
 
+    def __call__(self, text):
+        return {"input_ids": list(range(len(text) // 4))}
 
-def make_session(tmp_path: Path, **over) -> Session:
+
+def make_session(tmp_path: Path, policy=None, **over) -> Session:
     overrides = [
         f"run.run_dir={tmp_path / 'run'}",
         "executor.workers=3",
@@ -87,44 +124,39 @@ def make_session(tmp_path: Path, **over) -> Session:
         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         "tracking.register_every=0",
         "store.fsync=false",
-        "buffers.seed_quota=2",
+        "buffers.seed_quota=4",
+        "buffers.seed_round_size=3",
         "buffers.seed_max_rounds=2",
     ]
     overrides += [f"{k}={v}" for k, v in over.items()]
     cfg = load_config(None, overrides, profile="cpu-tiny")
-    return Session(cfg, policy=ScriptedPolicy(), tokenizer=CharTokenizer())
-
-
-def run_iteration(s: Session) -> dict:
-    state = s.begin_iteration()
-    out = {}
-    for stage in (stages.seed, stages.propose, stages.execute_validate, stages.solve, stages.reward, stages.update):
-        out[stage.__name__] = stage(s, state)
-    out["commit"] = commit(s, state)
-    return out
+    return Session(cfg, policy=policy or ScriptedPolicy(), tokenizer=CharTokenizer())
 
 
 def test_one_iteration_end_to_end(tmp_path, caplog):
-    s = make_session(tmp_path)
+    policy = ScriptedPolicy()
+    s = make_session(tmp_path, policy)
 
     def disk_full():
         raise OSError(28, "No space left on device")
 
     s.store.maybe_compact = disk_full  # a compaction failing after the commit point must not fail the iteration
-    try:
+    with s:
         out = run_iteration(s)
-    finally:
-        s.close()
-    assert out["commit"]["committed"] == 1
+    assert out["committed"] == 1 and out["step"] == 1  # the trainer's step, one per (whole-batch) mini-batch
     assert "compaction after iteration 1 failed" in caplog.text
-    assert out["execute_validate"]["valid"] >= 1
     con = connect(tmp_path / "run")
     props = con.execute("SELECT stage, valid, reason, task_type FROM proposals").fetchall()
-    assert any(r[1] for r in props) and any(not r[1] for r in props)
+    assert any(r[1] for r in props if r[0] == "propose") and any(not r[1] for r in props)
     reasons = {r[2].split(":")[0] for r in props if r[2]}
-    assert "check" in reasons and reasons & {"format", "parse"}  # cpu-tiny parses leniently
-    # the induction proposals ran on the reference program: identity on three inputs -> a valid task
-    assert con.execute("SELECT count(*) FROM tasks WHERE task_type='induction' AND iteration=1").fetchone()[0] >= 1
+    assert "check" in reasons and "parse" in reasons  # the banned import; the completion cut at the length limit
+    # the induction proposals ran on a reference program: all 4 inputs valid -> a task, first 2 shown
+    ind = con.execute("SELECT shown_inputs, held_inputs FROM tasks WHERE task_type='induction' AND iteration=1")
+    ind = ind.fetchall()
+    assert ind and all(list(r[0]) == ["2", "3"] and list(r[1]) == ["4", "5"] for r in ind)
+    # a skeleton answer is trained on as its pieces: the model's blocks, never the blocks opened for it
+    pieces = [r for step in policy.trained for r in step if r.group == "propose/induction"]
+    assert not pieces or all(len(r.completion_token_ids) == 4 for r in pieces)
     batch = con.execute(
         "SELECT role, task_type, count(*), avg(advantage) FROM rollouts WHERE in_batch GROUP BY ALL"
     ).fetchall()
@@ -134,7 +166,19 @@ def test_one_iteration_end_to_end(tmp_path, caplog):
     for *_, mean_adv in batch:
         assert abs(mean_adv) < 1e-9  # TRR++: zero mean within each group
     metrics = con.execute("SELECT metrics FROM iterations WHERE iteration=1").fetchone()[0]
-    assert metrics["proposals/deduction"] == 4 and 0 <= metrics["valid_rate/deduction"] <= 1
+    assert metrics["proposals/deduction"] == 4 and 0 < metrics["valid_rate/deduction"] < 1
+    assert metrics["seed/proposals"] > 0 and metrics["train/step"] == 1
+    # solve_accuracy is the reward's verdict: a correct rollout has reward 1, and only those
+    acc = con.execute(
+        "SELECT avg((reward = 1)::INT), avg(correct::INT) FROM rollouts WHERE role='solve' AND purpose='solve' "
+        "AND task_type='deduction'"
+    ).fetchone()
+    assert acc[0] == acc[1] == metrics["solve_accuracy/deduction"]
+    # only sequences with a non-zero advantage were forwarded (cpu-tiny: no entropy bonus, so that is exact)
+    trained = [r for step in policy.trained for r in step]
+    assert trained and all(r.advantage != 0 for r in trained)
+    zero = con.execute("SELECT count(*) FROM rollouts WHERE in_batch AND advantage = 0").fetchone()[0]
+    assert zero > 0 and metrics["train/skipped_sequences"] >= zero  # pieces: a skeleton answer has one per block
     assert (tmp_path / "run" / "checkpoints" / "000001").is_dir()
     import mlflow
 
@@ -144,47 +188,86 @@ def test_one_iteration_end_to_end(tmp_path, caplog):
     assert run.data.metrics["valid_rate/deduction"] == metrics["valid_rate/deduction"]
 
 
+def test_seeding_draws_references_from_its_own_tasks_and_runs_once(tmp_path):
+    policy = ScriptedPolicy()
+    with make_session(tmp_path, policy) as s:
+        seeded = stages.seed(s, 1)
+        assert seeded.rounds == 2 + 2  # quota 4 not reached by the programs, then two induction rounds
+        first = [t for t in seeded.tasks if t.task_type == "deduction"]
+        assert first, "round 1 produced no valid seed program"
+        # a program validated in round 1 is shown as a reference to a later seed prompt
+        later = [p.prompt for p in seeded.proposals[3:] if p.task_type in ("deduction", "abduction")]
+        assert any(first[0].program in p for p in later)
+        # deduction and abduction share the seed set; induction seeds use its programs
+        programs = {t.program for t in seeded.tasks if t.task_type == "abduction"}
+        assert {t.program for t in first} == programs
+        assert s.buffers.size("deduction") == s.buffers.size("abduction") == 1 + len(first)
+        assert any(t.task_type == "induction" and t.program in programs for t in seeded.tasks)
+        # a later iteration pays nothing for seeding
+        assert stages.seed(s, 2).proposals == []
+
+
+def test_duplicate_proposals_share_learnability_and_reward(tmp_path):
+    policy = ScriptedPolicy(repeat=True)
+    with make_session(tmp_path, policy, **{"buffers.seed_max_rounds": 0, "selfplay.batch_per_group": 6}) as s:
+        proposed = stages.propose(s, stages.seed(s, 1))
+        validated = stages.execute_validate(s, proposed)
+        dups = [p for p in validated.proposals if p.valid and p.task_type == "deduction"]
+        assert len(dups) == 2 and dups[0].task_id == dups[1].task_id and dups[1].duplicate
+        solved = stages.solve(s, validated)
+        probed = [x for x in solved.probes if x.task.task_id == dups[0].task_id]
+        assert len(probed) == s.cfg.selfplay.learnability_rollouts  # one estimate per distinct task
+        stages.reward(s, solved)
+        assert dups[0].n_solves == dups[1].n_solves > 0
+        assert dups[0].solve_rate == dups[1].solve_rate and dups[0].reward == dups[1].reward
+
+
+def test_rollout_n_gives_n_completions_per_prompt(tmp_path):
+    with make_session(tmp_path, **{"buffers.seed_max_rounds": 0, "rollout.n": 2}) as s:
+        proposed = stages.propose(s, stages.seed(s, 1))
+        assert len(proposed.proposals) == 2 * 3 * s.cfg.selfplay.batch_per_group
+
+
+def test_over_long_prompts_are_dropped_and_counted(tmp_path):
+    with make_session(tmp_path, **{"buffers.seed_max_rounds": 0, "selfplay.max_prompt_tokens": 16}) as s:
+        proposed = stages.propose(s, stages.seed(s, 1))
+        assert proposed.proposals == [] and proposed.filtered_prompts == 3 * s.cfg.selfplay.batch_per_group
+        out = run_iteration(s)  # nothing to train on: the iteration still commits
+        assert out["committed"] == 1
+
+
 def test_resume_continues_after_last_commit_and_drops_partial_rows(tmp_path):
     # Compaction after every commit: the commit stage runs it, and the resumed session rebuilds its buffers from
     # segment files.
     compact = {"store.compact_every": 1}
-    s = make_session(tmp_path, **compact)
-    try:
+    with make_session(tmp_path, **compact) as s:
         run_iteration(s)
-        state = s.begin_iteration()
-        stages.seed(s, state)
-        stages.propose(s, state)
-        stages.execute_validate(s, state)
+        stages.execute_validate(s, stages.propose(s, stages.seed(s, 2)))
         # a crash here: half an iteration, partial files from a writer that never committed
         with s.store.begin(2) as w:
             w.write("proposals", [{"proposal_id": "zzzz", "task_type": "deduction", "stage": "propose"}])
             w._closed = True  # leave the partition behind, as a killed process would
-    finally:
-        s.close()
+        size = len(s.buffers)
     assert (tmp_path / "run" / "tables" / "proposals" / "iteration=2").exists()
-    s2 = make_session(tmp_path, **compact)
-    try:
+    with make_session(tmp_path, **compact) as s2:
         assert s2.last_iteration == 1
         assert read_compaction(tmp_path / "run").upto == 1
-        assert len(s2.buffers) == len(s.buffers)  # rebuilt from the segments
+        assert len(s2.buffers) == size  # rebuilt from the segments
         assert not (tmp_path / "run" / "tables" / "proposals" / "iteration=2").exists()
-        run_iteration(s2)
-    finally:
-        s2.close()
+        out = run_iteration(s2)
+        assert out["stage_seconds"]["seed"] < 0.01  # seeding is not paid again on resume
     con = connect(tmp_path / "run")
     ids = con.execute("SELECT proposal_id FROM proposals").fetchall()
     assert len(ids) == len(set(ids)) and ("zzzz",) not in ids
     assert con.execute("SELECT max(iteration) FROM rollouts").fetchone()[0] == 2
     assert con.execute("SELECT count(DISTINCT task_id) = count(*) FROM tasks").fetchone()[0]
+    assert con.execute("SELECT count(*) FROM proposals WHERE stage = 'seed' AND iteration = 2").fetchone()[0] == 0
     assert read_compaction(tmp_path / "run").upto == 2
 
 
 def test_second_writer_is_refused(tmp_path):
     from azr_core.store import StoreError
 
-    s = make_session(tmp_path)
-    try:
+    with make_session(tmp_path):
         with pytest.raises(StoreError, match="another process"):
             make_session(tmp_path)
-    finally:
-        s.close()

@@ -48,17 +48,23 @@ class RolloutConfig(BaseModel):
     )
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 0 means greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    max_new_tokens: int = Field(512, ge=1, description="Most tokens generated per completion.")
+    max_new_tokens: int = Field(8096, ge=1, description="Most tokens generated per completion (paper: 8096).")
     stop: list[str] = Field(
         default_factory=list, description="Strings that end a completion (kept in the text, like vLLM)."
     )
     n: int = Field(1, ge=1, description="Completions sampled per prompt.")
     batch_size: int = Field(16, ge=1, description="Sequences generated together by the hf backend.")
-    seed: int | None = Field(None, description="Sampling seed; None draws a fresh one.")
+    seed: int | None = Field(
+        None,
+        description="Sampling seed; None draws a fresh one. Each generate call derives its own seed from this one and "
+        "a call counter, so repeated calls (seed rounds) never replay the same random stream.",
+    )
     gpu_memory_utilization: float = Field(
         0.5, gt=0.0, le=1.0, description="vllm: share of GPU memory the engine may take (the trainer needs the rest)."
     )
-    max_model_len: int = Field(4096, ge=16, description="vllm: longest prompt + completion the engine serves.")
+    max_model_len: int = Field(
+        16384, ge=16, description="vllm: longest prompt + completion the engine serves (paper: 6144 + 8096)."
+    )
 
 
 class TrainerConfig(BaseModel):
@@ -74,7 +80,7 @@ class TrainerConfig(BaseModel):
     lr: float = Field(1e-6, gt=0.0, description="AdamW learning rate (paper: 1e-6 constant).")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
     eps: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
-    weight_decay: float = Field(0.0, ge=0.0, description="AdamW decoupled weight decay.")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW decoupled weight decay (the reference's 0.01).")
     grad_clip: float = Field(1.0, gt=0.0, description="Global gradient-norm clip.")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="Learning-rate schedule after warm-up."
@@ -82,9 +88,27 @@ class TrainerConfig(BaseModel):
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
     total_steps: int = Field(500, ge=1, description="Steps the linear/cosine schedule decays over.")
     clip_ratio: float = Field(0.2, gt=0.0, description="PPO-style ratio clip: ratio kept in [1-c, 1+c].")
-    entropy_coef: float = Field(0.0, ge=0.0, description="Entropy bonus weight (0 = off).")
+    entropy_coef: float = Field(0.001, ge=0.0, description="Entropy bonus weight (paper: 0.001; 0 = off).")
     kl_coef: float = Field(0.0, ge=0.0, description="KL penalty to the reference (initial) policy (0 = off).")
     micro_batch_size: int = Field(4, ge=1, description="Sequences per forward/backward pass on one rank.")
+    mini_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Sequences per optimiser step: an iteration's batch (the six groups, in group order) is split into "
+        "mini-batches of this size, one step each, one pass. None = the whole batch in one step, as the reference "
+        "(its script says ppo_mini_batch_size=128, but main_azr_ppo.py overrides it to 64 x 6 = 384: the batch).",
+    )
+    recompute_old_logprobs: bool = Field(
+        True,
+        description="Recompute the old log-probs with the trainer's model before the update (as the reference), so "
+        "the ratio clip acts on policy change, not on sampler/trainer numerical mismatch. False uses the sampler's.",
+    )
+    skip_zero_advantage: bool = Field(
+        True,
+        description="Leave sequences whose advantage is 0 out of the forward/backward passes when that is exact "
+        "(no entropy bonus and no KL term: they would add nothing to the gradient); the token-mean denominator "
+        "still counts them, so the update is unchanged.",
+    )
     num_workers: int = Field(1, ge=1, description="Worker processes (ranks) the deepspeed launcher starts.")
     hostfile: Path | None = Field(None, description="DeepSpeed hostfile for several nodes; None means this node.")
     master_port: int | None = Field(

@@ -10,92 +10,103 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from azr_core.selfplay.records import IterationState, ProposalRollout, SolveRollout, reason_category, share
+from azr_core.selfplay.records import IterationRecord, ProposalRollout, SolveRollout, Updated, reason_category, share
 from azr_core.selfplay.session import Session, log
 from azr_core.store import task_to_row
 from azr_core.task_types import TASK_TYPES
 
 
-def commit(s: Session, state: IterationState) -> dict[str, Any]:
+def commit(s: Session, updated: Updated) -> dict[str, Any]:
     """Write the iteration, commit it, add its tasks to the buffers, log metrics, register the checkpoint."""
     t0 = time.perf_counter()
-    metrics = iteration_metrics(s, state)
+    rec = IterationRecord.of(updated)
+    for task in rec.new_tasks:  # seed tasks joined the buffers when they were validated
+        s.buffers.add(task)
+    metrics = iteration_metrics(s, rec)
     finished = datetime.now(UTC)
-    with s.store.begin(state.iteration) as w:
-        w.write("proposals", [_proposal_row(p) for p in state.proposals])
-        w.write("tasks", [task_to_row(t) for t in state.new_tasks])
-        w.write("rollouts", [_proposal_rollout_row(p) for p in state.proposals] + [_solve_row(x) for x in state.solves])
+    started = finished.timestamp() - sum(rec.stage_seconds.values())
+    with s.store.begin(rec.iteration) as w:
+        w.write("proposals", [_proposal_row(p) for p in rec.all_proposals])
+        w.write("tasks", [task_to_row(t) for t in rec.all_tasks])
+        w.write(
+            "rollouts",
+            [_proposal_rollout_row(p) for p in rec.all_proposals] + [_solve_row(x) for x in rec.solves + rec.probes],
+        )
         w.write(
             "iterations",
             [
                 {
                     "stage": "train",
-                    "step": state.step,
-                    "checkpoint_id": state.checkpoint_id,
-                    "started_at": datetime.fromtimestamp(state.started_at, UTC),
+                    "step": rec.step,
+                    "checkpoint_id": rec.checkpoint_id,
+                    "started_at": datetime.fromtimestamp(started, UTC),
                     "finished_at": finished,
-                    "wall_s": time.time() - state.started_at,
+                    "wall_s": sum(rec.stage_seconds.values()),
                     "metrics": metrics,
                 }
             ],
         )
-        w.commit(state.checkpoint_id)
-    for task in state.new_tasks:
-        s.buffers.add(task)
+        w.commit(rec.checkpoint_id)
     s.prune_checkpoints(s.cfg.run.keep_checkpoints)
-    commit_s = time.perf_counter() - t0
+    seconds = dict(rec.stage_seconds, commit=time.perf_counter() - t0)
     t_compact = time.perf_counter()
     try:
         # After the commit point: a crash here loses nothing (see compaction.py), and a failure (a full disk) must not
         # fail an iteration that is already committed; the next commit tries again.
         if s.store.maybe_compact() is not None:
-            state.stage_seconds["compact"] = time.perf_counter() - t_compact
+            seconds["compact"] = time.perf_counter() - t_compact
     except Exception as exc:  # noqa: BLE001
-        log.warning("compaction after iteration %d failed, retried after the next commit: %r", state.iteration, exc)
+        log.warning("compaction after iteration %d failed, retried after the next commit: %r", rec.iteration, exc)
     t1 = time.perf_counter()
-    s.tracker.log_metrics({**metrics, "seconds/commit": commit_s}, step=state.iteration)
+    s.tracker.log_metrics({**metrics, "seconds/commit": seconds["commit"]}, step=rec.iteration)
     version = None
-    final = s.cfg.run.iterations <= state.iteration
-    if s.tracker.should_register(state.iteration, final=final) and state.checkpoint_id is not None:
-        mv = s.tracker.register_checkpoint(
-            s.checkpoint_dir(state.iteration), state.iteration, flow_run_id=s.flow_run_id
-        )
+    final = s.cfg.run.iterations <= rec.iteration
+    if s.tracker.should_register(rec.iteration, final=final):
+        mv = s.tracker.register_checkpoint(s.checkpoint_dir(rec.iteration), rec.iteration, flow_run_id=s.flow_run_id)
         version = getattr(mv, "version", None)
-    state.stage_seconds["commit"] = commit_s
-    state.stage_seconds["tracking"] = time.perf_counter() - t1
-    return state.summary(
-        "commit",
-        committed=state.iteration,
-        new_tasks=len(state.new_tasks),
-        model_version=version,
-        tracking_s=round(state.stage_seconds["tracking"], 3),
-    )
+    seconds["tracking"] = time.perf_counter() - t1
+    return {
+        "iteration": rec.iteration,
+        "stage": "commit",
+        "seconds": round(seconds["commit"], 3),
+        "committed": rec.iteration,
+        "new_tasks": len(rec.all_tasks),
+        "step": rec.step,
+        "model_version": version,
+        "tracking_s": round(seconds["tracking"], 3),
+        "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "buffer_sizes": {str(t): s.buffers.size(t) for t in TASK_TYPES},
+    }
 
 
-def iteration_metrics(s: Session, state: IterationState) -> dict[str, float]:
-    """Flat named metrics of one iteration (Parquet `iterations.metrics` and MLflow share the names)."""
+def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:
+    """Flat named metrics of one iteration (Parquet `iterations.metrics` and MLflow share the names). Buffer sizes
+    are taken after the iteration's own additions."""
     m: dict[str, float] = {}
-    proposed = [p for p in state.proposals if p.stage == "propose"]
     for t in TASK_TYPES:
-        mine = [p for p in proposed if p.task_type is t]
+        mine = [p for p in rec.proposals if p.task_type is t]
         m[f"proposals/{t}"] = len(mine)
         m[f"valid_rate/{t}"] = share(p.valid for p in mine)
-        m[f"format_rate/propose/{t}"] = share(bool(p.candidate and p.candidate.format_ok) for p in mine)
+        m[f"format_rate/propose/{t}"] = share(p.format_ok for p in mine)
+        m[f"distinct_new_rate/{t}"] = share(p.valid and not p.duplicate for p in mine)
         for reason, n in Counter(reason_category(p.outcome.reason) for p in mine if p.outcome and not p.valid).items():
             m[f"invalid/{t}/{reason}"] = n
-        m[f"new_tasks/{t}"] = sum(1 for x in state.new_tasks if x.task_type is t)
-        m[f"buffer_size/{t}"] = s.buffers.size(t) + m[f"new_tasks/{t}"]
-        solves = [x for x in state.solves if x.purpose == "solve" and x.task.task_type is t]
-        m[f"solve_accuracy/{t}"] = share(bool(x.correct) for x in solves)
-        m[f"format_rate/solve/{t}"] = share(bool(x.answer and x.answer.format_ok) for x in solves)
-    m["seed/proposals"] = sum(p.stage == "seed" for p in state.proposals)
-    m["seed/valid"] = sum(p.stage == "seed" and p.valid for p in state.proposals)
+        m[f"new_tasks/{t}"] = sum(1 for x in rec.new_tasks if x.task_type is t)
+        m[f"buffer_size/{t}"] = s.buffers.size(t)
+        solves = [x for x in rec.solves if x.task.task_type is t]
+        m[f"solve_accuracy/{t}"] = share(x.correct for x in solves)  # the reward's verdict
+        m[f"format_rate/solve/{t}"] = share(x.format_ok for x in solves)
+        probes = [x for x in rec.probes if x.task.task_type is t]
+        if probes:
+            m[f"learnability_accuracy/{t}"] = share(x.correct for x in probes)
+    m["seed/proposals"] = len(rec.seed_proposals)
+    m["seed/valid"] = sum(p.valid for p in rec.seed_proposals)
+    m["seed/tasks"] = len(rec.seed_tasks)
+    for role, n in rec.filtered_prompts.items():
+        m[f"filtered_prompts/{role}"] = n
     groups: dict[str, list[ProposalRollout | SolveRollout]] = defaultdict(list)
-    for p in proposed:
-        groups[f"propose/{p.task_type}"].append(p)
-    for x in state.solves:
-        if x.purpose == "solve":
-            groups[f"solve/{x.task.task_type}"].append(x)
+    for b in rec.batch:
+        groups[b.group].append(b)
     advantages = []
     for name, members in groups.items():
         rewards = [b.reward for b in members if b.reward is not None]
@@ -106,21 +117,22 @@ def iteration_metrics(s: Session, state: IterationState) -> dict[str, float]:
         m["advantage/mean"] = statistics.fmean(advantages)
         m["advantage/std"] = statistics.pstdev(advantages)
         m["advantage/abs_max"] = max(abs(a) for a in advantages)
-    m["tokens/generated"] = sum(len(p.completion.token_ids) for p in state.proposals) + sum(
-        len(x.completion.token_ids) for x in state.solves
+        m["advantage/nonzero"] = sum(1 for a in advantages if a)
+    m["tokens/generated"] = sum(len(p.completion.token_ids) for p in rec.all_proposals) + sum(
+        len(x.completion.token_ids) for x in rec.solves + rec.probes
     )
-    for stage, seconds in state.stage_seconds.items():
+    for stage, seconds in rec.stage_seconds.items():
         m[f"seconds/{stage}"] = seconds
     ex = s.executor.stats
     m["executor/executions"] = ex["executions"]
     m["executor/timeouts"] = ex["timeouts"]
-    exec_s = state.stage_seconds.get("execute_validate", 0.0) + state.stage_seconds.get("reward", 0.0)
+    exec_s = rec.stage_seconds.get("execute_validate", 0.0) + rec.stage_seconds.get("reward", 0.0)
     m["executor/worker_restarts"] = s.executor.worker_restarts
     if exec_s > 0:
         m["executor/executions_per_s"] = ex["executions"] / max(exec_s, 1e-9)
-    for key, value in state.train_metrics.items():
+    for key, value in rec.train_metrics.items():
         m[f"train/{key}"] = float(value)
-    m["train/step"] = state.step
+    m["train/step"] = rec.step
     return {k: float(v) for k, v in m.items()}
 
 
@@ -159,7 +171,7 @@ def _proposal_rollout_row(p: ProposalRollout) -> dict[str, Any]:
         "prompt": p.prompt,
         "completion": p.completion.text,
         "answer": None,
-        "format_ok": bool(p.candidate and p.candidate.format_ok),
+        "format_ok": p.format_ok,
         "correct": None,
         "reward": p.reward,
         "advantage": p.advantage,
@@ -176,11 +188,11 @@ def _solve_row(x: SolveRollout) -> dict[str, Any]:
         "task_type": str(x.task.task_type),
         "purpose": x.purpose,
         "task_id": x.task.task_id,
-        "proposal_id": x.proposal_id,
+        "proposal_id": x.task.proposal_id,
         "prompt": x.prompt,
         "completion": x.completion.text,
         "answer": x.answer.answer if x.answer else None,
-        "format_ok": bool(x.answer and x.answer.format_ok),
+        "format_ok": x.format_ok,
         "correct": x.correct,
         "reward": x.reward,
         "advantage": x.advantage,

@@ -1,5 +1,10 @@
-"""A self-play session: the long-lived parts of a run (store, buffers, executor, policy workers, tracker) opened once
-per process on a run folder and shared by the stages of every iteration.
+"""A self-play session: the long-lived parts of a run (store, buffers, executor, policy workers, tracker), opened on a
+run folder and shared by the stages of every iteration. Its lifetime is a `with` block:
+
+    with Session(cfg) as s:
+        for _ in range(3):
+            run_iteration(s)
+
 
 Opening resumes: the store drops rows of an uncommitted iteration, the buffers are read back from the committed
 tasks, the policy workers load the checkpoint named by the last commit, and the MLflow run of the folder is reused.
@@ -18,7 +23,6 @@ from azr_core.config import AZRConfig
 from azr_core.executor import Executor
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams
 from azr_core.policy.trainer.engine import SequenceRecord
-from azr_core.selfplay.records import IterationState
 from azr_core.store import TaskBuffers, connect, open_run
 from azr_core.tracking import Tracker
 
@@ -29,14 +33,16 @@ class Policy(Protocol):
     """What the stages need from the model side (PolicyWorkers implements it)."""
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[PromptOutput]: ...
-    def train_step(self, records: list[SequenceRecord]) -> dict[str, float]: ...
+    def train_step(self, records: list[SequenceRecord], *, total_tokens: int | None = None) -> dict[str, float]: ...
+    def compute_logprobs(self, records: list[SequenceRecord]) -> list[list[float]]: ...
     def save_checkpoint(self, path: str | Path) -> Path: ...
     def load_checkpoint(self, path: str | Path) -> int: ...
     def close(self) -> None: ...
 
 
 class Session:
-    """Everything an iteration's stages share. Build with `Session.open`; `close()` releases workers and the lock."""
+    """Everything an iteration's stages share. Use as a context manager (or call `close()`): it releases the policy
+    workers, the sandbox, the MLflow run and the run folder's lock."""
 
     def __init__(self, cfg: AZRConfig, *, policy: Policy | None = None, tokenizer: Any = None) -> None:
         self.cfg = cfg
@@ -55,18 +61,17 @@ class Session:
         except BaseException:
             self.close()
             raise
-        self.state: IterationState | None = None
         self.flow_run_id: str | None = None
 
-    # -- lifecycle ------------------------------------------------------------------------------------------------
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def last_iteration(self) -> int:
         return self.store.last_iteration
-
-    def begin_iteration(self) -> IterationState:
-        """Start the iteration after the last committed one (dropping any half-done state of this process)."""
-        self.state = IterationState(iteration=self.last_iteration + 1, step=self.step)
-        return self.state
 
     def checkpoint_dir(self, iteration: int) -> Path:
         root = self.cfg.trainer.checkpoint_dir or (self.run_dir / "checkpoints")
@@ -119,29 +124,3 @@ def _start_workers(cfg: AZRConfig, run_dir: Path) -> Policy:
 
     workers = PolicyWorkers(cfg.model, cfg.rollout, cfg.trainer, log_path=run_dir / "logs" / "workers.log")
     return workers.start()
-
-
-_SESSIONS: dict[Path, Session] = {}
-
-
-def get_session(cfg: AZRConfig) -> Session:
-    """The process's session for cfg's run folder, opened on first use (Prefect tasks run in the flow's process)."""
-    key = Path(cfg.run.run_dir).resolve()
-    if key not in _SESSIONS:
-        _SESSIONS[key] = Session(cfg)
-    return _SESSIONS[key]
-
-
-def session_for(run_dir: str | Path) -> Session:
-    """The session a previous `get_session` opened for `run_dir`; an error when there is none."""
-    session = _SESSIONS.get(Path(run_dir).resolve())
-    if session is None:
-        raise RuntimeError(f"no open session for {run_dir}: open the run first (the flow's open-run task)")
-    return session
-
-
-def close_session(run_dir: str | Path) -> None:
-    """Close and forget the session of `run_dir` (after a failure it is rebuilt from disk, never reused)."""
-    session = _SESSIONS.pop(Path(run_dir).resolve(), None)
-    if session is not None:
-        session.close()

@@ -1,0 +1,35 @@
+"""One self-play iteration, top to bottom.
+
+    seed -> propose -> execute-validate -> solve -> reward -> update -> commit
+
+Each stage reads the result of the one before and returns its own (azr_core.selfplay.records). The Prefect flow runs
+this same function with each stage as a task (`call`), so the UI shows the iteration as this chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from azr_core.selfplay import stages
+from azr_core.selfplay.commit import commit
+from azr_core.selfplay.session import Session
+
+
+def _direct(stage: Callable[..., Any], *args: Any) -> Any:
+    return stage(*args)
+
+
+def run_iteration(s: Session, *, call: Callable[..., Any] = _direct) -> dict[str, Any]:
+    """Run the iteration after the last committed one and commit it; returns the commit's summary.
+
+    `call(stage, *args)` runs one stage (the default calls it; the flow wraps it in the stage's Prefect task).
+    """
+    iteration = s.last_iteration + 1
+    seeded = call(stages.seed, s, iteration)  # once, before the first training iteration
+    proposed = call(stages.propose, s, seeded)  # proposer prompts with K references per type
+    validated = call(stages.execute_validate, s, proposed)  # every proposal checked and run in the sandbox
+    solved = call(stages.solve, s, validated)  # solver batches + learnability probes
+    rewarded = call(stages.reward, s, solved)  # graded in the sandbox; rewards; TRR++ advantages
+    updated = call(stages.update, s, rewarded)  # old log-probs recomputed; one step per mini-batch; checkpoint
+    return call(commit, s, updated)  # Parquet rows, COMMITTED, buffers, MLflow

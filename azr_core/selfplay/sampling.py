@@ -1,0 +1,122 @@
+"""Sampling answers from the policy, whole or block by block.
+
+Under `selfplay.response_prefill = "skeleton"` an answer is written block by block: the prompt opens the answer and its
+first fenced block; the model writes the block's content and stops at its closing fence; the next block is opened for
+it (a deduction proposal: ```python, then ```input; an induction proposal: N ```input blocks, then ```message), and
+the answer is closed after the last. Only what the model wrote is trained on: each generated block is one piece,
+(the ids of everything before it, the tokens it sampled), and the pieces of an answer share its advantage, which
+gives exactly the policy gradient of the whole answer with the opened blocks as given context. A block cut at the
+length limit ends the answer there (its format fails). Other modes sample the whole answer in one piece.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from azr_core.policy.rollout.base import Completion, PromptOutput, SamplingParams
+from azr_core.prompts import SKELETON_STOP, block_opening, close_skeleton, response_prefill, skeleton_blocks
+from azr_core.task_types import TaskType
+
+if TYPE_CHECKING:
+    from azr_core.selfplay.session import Session
+
+
+@dataclass
+class Sample:
+    """One sampled answer. `text` is what the parsers read (everything after the opening `<think>`); `pieces` are
+    what the update trains on: (prompt token ids, completion) of each block the model wrote."""
+
+    text: str
+    pieces: list[tuple[list[int], Completion]] = field(default_factory=list)
+
+    @property
+    def completion(self) -> Completion:
+        """All generated tokens as one completion (for storage and counts): the text as parsed, the ids joined."""
+        ids = [t for _, c in self.pieces for t in c.token_ids]
+        lps = [lp for _, c in self.pieces for lp in c.logprobs]
+        finish = self.pieces[-1][1].finish_reason if self.pieces else "length"
+        return Completion(self.text, ids, lps, finish)
+
+    @property
+    def prompt_token_ids(self) -> list[int]:
+        return self.pieces[0][0] if self.pieces else []
+
+
+def sample(
+    s: Session, prompts: list[str], role: str, task_types: list[TaskType], n: int, label: str
+) -> tuple[list[tuple[int, str, list[Sample]]], int]:
+    """n answers per prompt for the prompts that fit `selfplay.max_prompt_tokens` (the others are dropped and
+    counted, never truncated). Returns [(prompt index, prompt, samples)] for the kept prompts, and the dropped count."""
+    limit = s.cfg.selfplay.max_prompt_tokens
+    keep = [i for i, p in enumerate(prompts) if len(s.tokenizer(p)["input_ids"]) <= limit]
+    mode = s.cfg.selfplay.response_prefill
+    params = SamplingParams.from_config(s.cfg.rollout, n=n)
+    if mode != "skeleton":
+        outs = _generate(s, [prompts[i] for i in keep], params, label)
+        result = [
+            (i, out.prompt, [Sample(c.text, [(out.prompt_token_ids, c)]) for c in out.completions])
+            for i, out in zip(keep, outs, strict=True)
+        ]
+        return result, len(prompts) - len(keep)
+    return _sample_skeleton(s, prompts, keep, role, task_types, params, label), len(prompts) - len(keep)
+
+
+def _sample_skeleton(s, prompts, keep, role, task_types, params: SamplingParams, label):
+    n_inputs = s.cfg.selfplay.induction_inputs
+    stop = (*params.stop, SKELETON_STOP)
+    first = SamplingParams(**{**params.__dict__, "stop": stop})
+    block_tokens = min(params.max_new_tokens, s.cfg.selfplay.skeleton_block_tokens)
+    later = SamplingParams(**{**params.__dict__, "stop": stop, "n": 1, "max_new_tokens": block_tokens})
+    outs = _generate(s, [prompts[i] for i in keep], first, label)
+    result = []
+    live: list[tuple[Sample, str, list[str]]] = []  # (sample, text generated on so far, blocks still to open)
+    for i, out in zip(keep, outs, strict=True):
+        blocks = list(skeleton_blocks(role, task_types[i], n_inputs))
+        opened = response_prefill("skeleton", role, task_types[i])
+        samples = []
+        for c in out.completions:
+            smp = Sample(opened[len("<think>") :] + c.text, [(out.prompt_token_ids, c)])
+            samples.append(smp)
+            live.append((smp, out.prompt + c.text, blocks[1:]))
+        result.append((i, out.prompt, samples))
+    while True:
+        todo = [(smp, ctx, rest) for smp, ctx, rest in live if rest and smp.pieces[-1][1].finish_reason == "stop"]
+        for smp, _, rest in live:
+            if not rest or smp.pieces[-1][1].finish_reason != "stop":
+                _close(smp)
+        if not todo:
+            break
+        contexts = [ctx + _closing(smp.text) + block_opening(rest[0]) for smp, ctx, rest in todo]
+        outs = _generate(s, contexts, later, f"{label} blocks")
+        live = []
+        for (smp, _, rest), ctx, out in zip(todo, contexts, outs, strict=True):
+            c = out.completions[0]
+            smp.text += _closing(smp.text) + block_opening(rest[0]) + c.text
+            smp.pieces.append((out.prompt_token_ids, c))
+            live.append((smp, ctx + c.text, rest[1:]))
+    return result
+
+
+def _closing(text: str) -> str:
+    """The fence that closes an open block (a model that ended by itself without writing it)."""
+    return "" if text.count("```") % 2 == 0 else "\n```"
+
+
+def _close(smp: Sample) -> None:
+    smp.text = close_skeleton(smp.text, smp.pieces[-1][1].finish_reason)
+
+
+def _generate(s: Session, prompts: list[str], params: SamplingParams, label: str) -> list[PromptOutput]:
+    """Generate in chunks of the rollout batch size, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    chunk = max(1, s.cfg.rollout.batch_size // max(1, params.n)) * getattr(s.policy, "world_size", 1)
+    outputs: list[PromptOutput] = []
+    with tqdm(total=len(prompts), desc=label, unit="prompt", file=sys.stderr, mininterval=5.0,
+              disable=not prompts) as bar:  # fmt: skip
+        for at in range(0, len(prompts), chunk):
+            outputs += s.policy.generate(prompts[at : at + chunk], params)
+            bar.update(min(chunk, len(prompts) - at))
+    return outputs
