@@ -1,0 +1,192 @@
+"""Does self-play learn on the embedded default? N `cpu-tiny` iterations through the real flow, and a fixed probe.
+
+The probe: greedy solver answers to the same CRUXEval items before training and every `--every` iterations (64
+CRUXEval-O items as deduction tasks, 64 CRUXEval-I items as abduction tasks, from the first half of CRUXEval that ships
+in azr_core/eval/data), with the run's own solver prompts, graded by the sandboxed executor and rewarded by the
+same reward function as training. It prints a table per iteration (from the run's `iterations` table) and the probe's
+mean solver reward and accuracy with 95% bootstrap intervals, and the interval of the change from the first probe to
+the last (paired over items). The probe is fixed before the run and never tuned to its result.
+
+    .venv/bin/python bench/bench_learning.py                      # 30 iterations, probes at 0, 10, 20, 30
+    .venv/bin/python bench/bench_learning.py --iterations 2 --every 1 --probe-items 8   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DATA = Path(__file__).resolve().parents[1] / "azr_core" / "eval" / "data" / "cruxeval_dev.jsonl"
+TYPES = ("deduction", "abduction", "induction")
+
+
+def probe_tasks(path: Path, per_side: int):
+    """The first `per_side` CRUXEval items as deduction (CRUXEval-O) and as abduction (CRUXEval-I) tasks."""
+    from azr_core.task_types import Task, TaskType
+
+    items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:per_side]
+    ded = [Task(TaskType.DEDUCTION, it["code"], it["input"], it["output"]) for it in items]
+    abd = [Task(TaskType.ABDUCTION, it["code"], it["input"], it["output"]) for it in items]
+    return ded + abd
+
+
+def run_probe(cfg, model_dir: str | None, tasks, executor, max_new_tokens: int) -> list[tuple[float, bool]]:
+    """Greedy answers of the model in `model_dir` (None: the base model); (solver reward, correct) per task."""
+    import torch
+
+    from azr_core.policy.model import load_model, load_tokenizer, resolve_model_path
+    from azr_core.policy.rollout.base import SamplingParams
+    from azr_core.policy.rollout.hf import HFBackend
+    from azr_core.prompts import answer_text, render, response_prefill, solver_messages, stop_strings
+    from azr_core.proposals import grade_request, parse_answer
+    from azr_core.rewards import solver_reward
+
+    sp = cfg.selfplay
+    base = resolve_model_path(cfg.model, progress=None)
+    tok = load_tokenizer(cfg.model, path=base)
+    model = load_model(cfg.model, device="cpu", path=model_dir or base)
+    backend = HFBackend(model, tok, batch_size=16)
+    prompts = [
+        render(
+            tok,
+            solver_messages(t, compact=sp.compact_prompts),
+            template=sp.prompt_template,
+            prefill=response_prefill(sp.response_prefill, "solve", t.task_type),
+        )  # fmt: skip
+        for t in tasks
+    ]
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens,
+                            stop=stop_strings(sp.response_prefill, "solve"))  # fmt: skip
+    with torch.inference_mode():
+        outs = backend.generate(prompts, params)
+    answers = []
+    for t, out in zip(tasks, outs, strict=True):
+        c = out.completions[0]
+        text = answer_text(response_prefill(sp.response_prefill, "solve", t.task_type), c.text, c.finish_reason,
+                           sp.response_prefill)  # fmt: skip
+        answers.append(parse_answer(t.task_type, text, think_prefilled=sp.response_prefill != "none",
+                                    lenient=sp.lenient_parsing))  # fmt: skip
+    gradable = [i for i, a in enumerate(answers) if a.answer is not None]
+    grades = executor.grade_many([grade_request(tasks[i], answers[i].answer) for i in gradable]) if gradable else []
+    correct = [False] * len(tasks)
+    for i, g in zip(gradable, grades, strict=True):
+        correct[i] = bool(g.correct and answers[i].format_ok)
+    fmt = [a.format_ok for a in answers]
+    rewards = solver_reward(["" for _ in tasks], format_ok=fmt, correct=correct)
+    del model, backend
+    return list(zip(rewards, correct, strict=True))
+
+
+def bootstrap(values: list[float], reps: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap interval."""
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(statistics.fmean(rng.choices(values, k=n)) for _ in range(reps))
+    return statistics.fmean(values), means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
+
+
+def iteration_table(run_dir: str) -> list[str]:
+    from azr_core.store import connect
+
+    con = connect(run_dir)
+    rows = con.execute("SELECT iteration, wall_s, metrics FROM iterations WHERE stage = 'train' ORDER BY 1").fetchall()
+    head = ["it", "wall_s"]
+    for t in TYPES:
+        k = t[:3]
+        head += [f"{k}:p_fmt", f"{k}:p_val", f"{k}:p_new", f"{k}:s_fmt", f"{k}:s_acc", f"{k}:r_prop", f"{k}:r_solve"]
+    head += ["loss", "steps", "trained", "seed", "propose", "exec", "solve", "reward", "update"]
+    lines = ["\t".join(head)]
+    for it, wall, m in rows:
+        m = dict(m)
+        cells = [str(it), f"{wall:.0f}"]
+        for t in TYPES:
+            cells += [f"{m.get(k, float('nan')):.2f}" for k in (
+                f"format_rate/propose/{t}", f"valid_rate/{t}", f"distinct_new_rate/{t}", f"format_rate/solve/{t}",
+                f"solve_accuracy/{t}", f"reward_mean/propose/{t}", f"reward_mean/solve/{t}")]  # fmt: skip
+        cells += [f"{m.get('train/loss', float('nan')):.4f}", f"{m.get('train/optimizer_steps', 0):.0f}",
+                  f"{m.get('train/sequences', 0):.0f}"]  # fmt: skip
+        cells += [f"{m.get(f'seconds/{s}', 0):.0f}" for s in
+                  ("seed", "propose", "execute_validate", "solve", "reward", "update")]  # fmt: skip
+        lines.append("\t".join(cells))
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--every", type=int, default=10, help="probe every this many iterations")
+    ap.add_argument("--probe-items", type=int, default=64, help="CRUXEval items per side (O and I)")
+    ap.add_argument("--probe-tokens", type=int, default=48, help="most new tokens of a probe answer")
+    ap.add_argument("--data", default=str(DATA), help="CRUXEval jsonl (code, input, output)")
+    ap.add_argument("--run-dir", default=None, help="run folder (default: a new temp folder)")
+    ap.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
+    args = ap.parse_args()
+    run_dir = args.run_dir or tempfile.mkdtemp(prefix="azr-bench-learning-")
+    state = tempfile.mkdtemp(prefix="azr-bench-mlflow-")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state}/mlflow.db")
+
+    from azr_core.config import load_config
+    from azr_core.executor import Executor
+    from azr_core.store import read_commit
+    from flows.self_play import self_play
+
+    overrides = [f"run.run_dir={run_dir}", "tracking.register_every=0", *args.overrides]
+    cfg = load_config(None, overrides, profile="cpu-tiny")
+    tasks = probe_tasks(Path(args.data), args.probe_items)
+    print(f"run folder {run_dir}; probe: {len(tasks)} items; load average {os.getloadavg()}", flush=True)
+    probes: dict[int, list[tuple[float, bool]]] = {}
+    with Executor(cfg.executor).start() as ex:
+        t0 = time.perf_counter()
+        probes[0] = run_probe(cfg, None, tasks, ex, args.probe_tokens)
+        print(f"probe at iteration 0: {time.perf_counter() - t0:.0f}s", flush=True)
+    done = 0
+    while done < args.iterations:
+        chunk = min(args.every, args.iterations - done)
+        self_play(profile="cpu-tiny", overrides=overrides, iterations=chunk)
+        done = read_commit(run_dir).iteration
+        ckpt = Path(run_dir) / "checkpoints" / f"{done:06d}" / "hf"
+        with Executor(cfg.executor).start() as ex:
+            t0 = time.perf_counter()
+            probes[done] = run_probe(cfg, str(ckpt), tasks, ex, args.probe_tokens)
+            print(f"probe at iteration {done}: {time.perf_counter() - t0:.0f}s; load {os.getloadavg()}", flush=True)
+        print("\n".join(iteration_table(run_dir)), flush=True)
+
+    print("\n# iterations")
+    lines = iteration_table(run_dir)
+    print("\n".join(lines))
+    walls = [float(line.split("\t")[1]) for line in lines[1:]]
+    if walls:
+        print(f"median iteration wall time: {statistics.median(walls):.0f}s over {len(walls)} iterations")
+        print(f"median wall time after the seeding iteration: {statistics.median(walls[1:] or walls):.0f}s")
+    print("\n# probe (greedy; mean [95% bootstrap interval])")
+    half = len(tasks) // 2
+    for it, res in sorted(probes.items()):
+        r = [x[0] for x in res]
+        a = [float(x[1]) for x in res]
+        print(f"iteration {it:3d}: reward {_fmt(bootstrap(r))}  accuracy {_fmt(bootstrap(a))}  "
+              f"O {statistics.fmean(a[:half]):.3f} I {statistics.fmean(a[half:]):.3f}  "
+              f"format {statistics.fmean(x[0] > -1 for x in res):.3f}")  # fmt: skip
+    first, last = min(probes), max(probes)
+    if last != first:
+        dr = [b[0] - a[0] for a, b in zip(probes[first], probes[last], strict=True)]
+        da = [float(b[1]) - float(a[1]) for a, b in zip(probes[first], probes[last], strict=True)]
+        print(f"change {first} -> {last}: reward {_fmt(bootstrap(dr))}  accuracy {_fmt(bootstrap(da))}")
+        lo = bootstrap(dr)[1]
+        print("reward change interval lies above zero" if lo > 0 else "reward change interval does NOT lie above zero")
+
+
+def _fmt(stats: tuple[float, float, float]) -> str:
+    return f"{stats[0]:+.3f} [{stats[1]:+.3f}, {stats[2]:+.3f}]"
+
+
+if __name__ == "__main__":
+    main()
