@@ -1,8 +1,9 @@
 """Parsing what a model writes: `<think>`/`<answer>` blocks, fenced blocks, programs and call arguments.
 
 A task's input is the text of the arguments of a call to `f`, as in CRUXEval: `f(<input>)`, e.g. `[1, 2], 'a'`.
-It must consist of Python literals only; it is parsed here, in the trusted process, and only plain values travel
-to the sandbox.
+It must consist of Python literals, or of small expressions over literals from a listed set (`dict(did=0)`,
+`'a' + 'b'`: see azr_core.literal_exprs), which are built here, in the trusted process, without evaluating code;
+only the plain values travel to the sandbox.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from azr_core.literal_exprs import NotALiteral, build_value
 from azr_core.values import LiteralError
 
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
@@ -92,13 +94,15 @@ class CallArgs:
 
 
 def parse_call_args(input_text: str, *, max_chars: int = 10_000) -> CallArgs:
-    """Parse the text of a call's arguments, `f(<input_text>)`, accepting Python literals only.
+    """Parse the text of a call's arguments, `f(<input_text>)`: literals, or listed operations on literals.
 
     The text must form the argument list of exactly one call on its own, so an injection such as `[0]) or (1`
-    (which turns `f(...)` into another expression) is refused, not run.
+    (which turns `f(...)` into another expression) is refused, not run. Names, lambdas and other code are refused.
 
     >>> parse_call_args("[1, 2], 'a'")
     CallArgs(args=([1, 2], 'a'), kwargs={})
+    >>> parse_call_args("dict(did=0), 'st ' + '0'")
+    CallArgs(args=({'did': 0}, 'st 0'), kwargs={})
     """
     if not isinstance(input_text, str):
         raise InputError(f"input must be text, got {type(input_text).__name__}")
@@ -119,15 +123,22 @@ def parse_call_args(input_text: str, *, max_chars: int = 10_000) -> CallArgs:
         for node in call.args:
             if isinstance(node, ast.Starred):
                 raise InputError("input may not unpack with *")
-            args.append(ast.literal_eval(node))
+            args.append(build_value(node))
         kwargs: dict[str, Any] = {}
         for kw in call.keywords:
             if kw.arg is None:
                 raise InputError("input may not unpack with **")
-            kwargs[kw.arg] = ast.literal_eval(kw.value)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise InputError(f"input arguments must be Python literals: {type(exc).__name__}: {exc}") from None
-    return CallArgs(args=tuple(args), kwargs=kwargs)
+            kwargs[kw.arg] = build_value(kw.value)
+    except NotALiteral as exc:
+        raise InputError(f"input arguments must be Python literals: {exc}") from None
+    except RecursionError:
+        raise InputError("input arguments must be Python literals: nested too deeply") from None
+    parsed = CallArgs(args=tuple(args), kwargs=kwargs)
+    try:
+        parsed.to_literal()  # what cannot travel to the sandbox as text is refused here, with its reason
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"input cannot be sent to the sandbox: {type(exc).__name__}: {exc}") from None
+    return parsed
 
 
 def _end_offset(source: str, node: ast.expr) -> int:

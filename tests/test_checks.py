@@ -15,7 +15,31 @@ OK_PROGRAMS = [
 ]
 
 
-@pytest.mark.parametrize("program", OK_PROGRAMS)
+# Honest code the checks used to refuse (each line: what it does that looked suspicious).
+FORMERLY_REFUSED = [
+    # an ordinary string method (CRUXEval sample_189)
+    "import re\ndef f(out, mapping):\n    out.format_map(mapping)\n    return out",
+    # a module function that shares a builtin's name
+    "import re\ndef f(s):\n    return re.compile('a+').findall(s)",
+    "from re import compile\ndef f(s):\n    return compile('a').sub('b', s)",
+    # parameters, locals and keywords named like banned builtins are the program's own
+    "def f(input):\n    return input[::-1]",
+    "def f(text, id):\n    return text * id",
+    "def f(x):\n    open = 1\n    return open + x",
+    "def f(items):\n    return [id for id in items if id]",
+    "def f(x):\n    vars = {'a': x}\n    def g():\n        return vars['a']\n    return g()",
+    "def f(x):\n    return dict(id=x, input=x)",
+    "class Node:\n    def __init__(self, id):\n        self.id = id\ndef f(x):\n    return Node(x).id",
+    # the operator module's ordinary functions (MBPP Mbpp/94)
+    "from operator import itemgetter\ndef f(xs):\n    return min(xs, key=itemgetter(1))[0]",
+    "import operator\ndef f(a, b):\n    return operator.add(a, b)",
+    # strings that name harmless dunders, and dunders of the ordinary protocols
+    "def f(s):\n    if __name__ == '__main__':\n        return s\n    return s + '__init__'",
+    "def f(x):\n    return (3).__add__(x), 'abc'.__len__()",
+]
+
+
+@pytest.mark.parametrize("program", OK_PROGRAMS + FORMERLY_REFUSED)
 def test_ordinary_programs_pass(program):
     check_program(program)
 
@@ -41,13 +65,31 @@ BANNED = {
     "def f(x):\n    return '{0.__class__}'.format(x)": "dunder",
     "def f(x):\n    g = (i for i in [1])\n    return g.gi_frame.f_globals": "banned attribute",
     "def f(x):\n    return vars()": "banned name: vars",
-    "def f(x):\n    open = 1\n    return open": "banned name: open",
+    "def f(x):\n    return open": "banned name: open",
     "def f(x):\n    return importlib": "banned name: importlib",
     "def g(x):\n    return x": "no top-level function named 'f'",
     "def f(x):\n    return x\nf = 3": "no top-level function named 'f'",
     "def f(x) return x": "syntax error",
     "": "empty program",
     "async def f(x):\n    async for i in x:\n        pass": "async",
+    # a name bound somewhere else is still the builtin here
+    "def g(id):\n    return id\ndef f(x):\n    return id(x)": "banned name: id",
+    "def f(x):\n    global compile\n    return compile('1', 's', 'eval')": "banned name: compile",
+    "class A:\n    v = vars()\ndef f(x):\n    return x": "banned name: vars",
+    "def f(__import__):\n    return __import__": "banned name: __import__",
+    # attributes and imports that are real routes
+    "from codecs import open\ndef f(x):\n    return open('/etc/passwd').read()": "banned attribute: .open",
+    "import codecs\ndef f(x):\n    return codecs.open('/etc/passwd').read()": "banned attribute: .open",
+    "import enum\ndef f(x):\n    return enum.sys.modules['os']": "banned attribute: .sys",
+    "import collections\ndef f(x):\n    return collections._sys": "banned attribute: ._sys",
+    "import doctest\ndef f(x):\n    return x": "banned module: doctest",
+    "from pydoc import locate\ndef f(x):\n    return locate('os')": "banned module: pydoc",
+    "import operator\ndef f(x):\n    return operator.attrgetter('real')(x)": "banned attribute: .attrgetter",
+    "from operator import methodcaller\ndef f(x):\n    return x": "banned attribute: .methodcaller",
+    # strings that name routes
+    "import string\ndef f(x):\n    return string.Formatter().get_field('0.__class__', [x], {})": "dunder",
+    "def f(x):\n    g = (i for i in [1])\n    return '{0.gi_frame}'.format(g)": "frame or code attribute",
+    "def f(x):\n    return '{0.mro}'.format(int)": "format string reaches a banned attribute: .mro",
 }
 
 

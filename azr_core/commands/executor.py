@@ -37,7 +37,7 @@ def _executor_options(workers: int, timeout: float, unsafe_no_sandbox: bool) -> 
     return ExecutorConfig(workers=workers, timeout_s=timeout, sandbox="none" if unsafe_no_sandbox else "firejail")
 
 
-WORKERS = typer.Option(0, "--workers", help="Sandbox worker processes (0 = auto: 8 per core, at most 32).")
+WORKERS = typer.Option(0, "--workers", help="Sandbox worker processes (0 = auto: 16 per core, at most 64).")
 TIMEOUT = typer.Option(5.0, "--timeout", help="Wall-clock time limit of one execution, seconds.")
 UNSAFE = typer.Option(
     False, "--unsafe-no-sandbox", help="Run programs WITHOUT firejail (static checks and rlimits only). Unsafe."

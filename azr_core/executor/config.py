@@ -21,8 +21,9 @@ class ExecutorConfig(BaseModel):
     workers: int = Field(
         0,
         ge=0,
-        description="Sandboxed worker processes (each forks one child per execution). 0 = auto: 8 per CPU core, "
-        "at most 32, so that programs that run into the time limit overlap instead of stalling the batch.",
+        description="Sandboxed worker processes (each forks one child per execution). 0 = auto: 16 per CPU core, "
+        "at most 64, so that programs that run into the time limit (each holds its worker until then) overlap "
+        "instead of stalling the batch. An idle worker costs memory (~10 MB), no CPU.",
     )
     timeout_s: float = Field(5.0, gt=0, description="Wall-clock time limit of one execution, enforced by the parent.")
     deprioritize_after_s: float = Field(
@@ -75,4 +76,4 @@ class ExecutorConfig(BaseModel):
         """The worker count after applying the `0 = auto` rule."""
         if self.workers:
             return self.workers
-        return max(2, min(32, 8 * (os.cpu_count() or 1)))
+        return max(2, min(64, 16 * (os.cpu_count() or 1)))
