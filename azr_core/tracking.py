@@ -30,8 +30,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from azr_core.config_base import Section
 from azr_core.stack import resolve_state_dir
 from azr_core.store.atomic import atomic_write_text
 
@@ -54,10 +55,8 @@ _METRIC_NAME_BAD = re.compile(r"[^A-Za-z0-9_\-. /:]")  # MLflow's allowed metric
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class TrackingConfig(BaseModel):
+class TrackingConfig(Section):
     """MLflow tracking: where runs, metrics and model versions go."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
     enabled: bool = Field(True, description="Track the run in MLflow (False: every Tracker method does nothing).")
     tracking_uri: str | None = Field(

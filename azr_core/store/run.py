@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -133,11 +134,18 @@ class RunStore:
         self.config = config or StoreConfig()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        # flock, not a pid file: the kernel drops it when its holder dies (kill -9 included), so a lock of a dead
+        # process can never block a resume. The holder's identity is written into the file for the error below.
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _read_holder(self._lock_fd)
             os.close(self._lock_fd)
-            raise StoreError(f"{self.run_dir} is being written by another process (lock {LOCK_NAME})") from None
+            raise StoreError(
+                f"{self.run_dir} is being written by another process ({holder}; lock {self.run_dir / LOCK_NAME}): "
+                "wait for it to finish or stop it; the lock frees itself the moment that process exits"
+            ) from None
+        _write_holder(self._lock_fd)
         try:
             if (self.run_dir / SCHEMA_NAME).exists():
                 check_schema(self.run_dir)
@@ -210,6 +218,20 @@ class RunStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _write_holder(fd: int) -> None:
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on {info['host']} since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
 
 
 def open_run(run_dir: str | Path, config: AZRConfig | None = None) -> RunStore:
