@@ -9,15 +9,15 @@ into the run folder as `config.yaml`, and loading that file gives the same confi
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from azr_core.config_base import ConfigError, Section, explain
 from azr_core.executor.config import ExecutorConfig
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.tracking import TrackingConfig
@@ -25,13 +25,7 @@ from azr_core.tracking import TrackingConfig
 RESOLVED_CONFIG_NAME = "config.yaml"
 
 
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the offending key."""
-
-
-class _Section(BaseModel):
-    # strict: YAML `true` is not an int and "6" is not a number; floats still accept ints.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+_Section = Section  # the one strict rule of every section (azr_core/config_base.py)
 
 
 class RunConfig(_Section):
@@ -184,10 +178,8 @@ class StoreConfig(_Section):
     )
 
 
-class AZRConfig(BaseModel):
+class AZRConfig(Section):
     """The whole configuration of a run."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     profile: str = Field("default", description="Profile the settings started from (see PROFILES): default, cpu-tiny.")
     run: RunConfig = Field(default_factory=RunConfig, description=RunConfig.__doc__)
@@ -296,28 +288,8 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, info in model.model_fields.items():
-        keys.append(prefix + name)
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys.extend(_known_keys(ann, prefix + name + "."))
-    return keys
-
-
 def _explain(exc: ValidationError) -> str:
-    known = _known_keys(AZRConfig)
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
-        if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            lines.append(f"unknown key {key!r}{hint}")
-        else:
-            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-    return "invalid config:\n  " + "\n  ".join(lines)
+    return explain(exc, AZRConfig)
 
 
 def build_config(data: Mapping[str, Any]) -> AZRConfig:

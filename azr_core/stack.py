@@ -39,6 +39,13 @@ DEFAULT_MLFLOW_PORT = 5000
 DEFAULT_POOL = "azr-pool"
 WORKER_NAME = "azr-worker"
 SERVICES = ("prefect-server", "mlflow-ui", "prefect-worker")  # start order; stopped in reverse (worker first)
+TELEMETRY_OPT_IN = "AZR_ALLOW_TELEMETRY"  # set to 1 to let Prefect and MLflow send their usage telemetry
+HEARTBEAT_S = 30  # flow-run heartbeat period (Prefect's minimum); the default, 180 s, is too slow to notice a crash
+CRASH_AFTER_S = 90  # a run with no heartbeat for this long is marked Crashed: 3 missed beats, never one late beat
+CRASH_AUTOMATION = "azr: crash silent flow runs"
+# Leases of deployment concurrency slots in files under PREFECT_HOME: the in-memory default forgets them on a server
+# restart, so a slot held then stays taken until the lease would have expired.
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -116,7 +123,19 @@ class StackSettings:
     def user_env(self) -> dict[str, str]:
         """What a user's shell needs to talk to this stack (also written to `env.sh`)."""
         return {"PREFECT_API_URL": self.prefect_api_url, "MLFLOW_TRACKING_URI": self.mlflow_url,
-                "AZR_STATE_DIR": str(self.state_dir)}  # fmt: skip
+                "AZR_STATE_DIR": str(self.state_dir), **telemetry_env()}  # fmt: skip
+
+
+def telemetry_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Variables that turn Prefect's and MLflow's usage telemetry off, unless the user opted in.
+
+    MLflow 3 reports usage (and its UI says so) unless MLFLOW_DISABLE_TELEMETRY or DO_NOT_TRACK is set; Prefect's
+    client honours DO_NOT_TRACK and its server PREFECT_SERVER_ANALYTICS_ENABLED. Nothing leaves the machine by default.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(TELEMETRY_OPT_IN, "").lower() in ("1", "true", "yes"):
+        return {}
+    return {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 @dataclass
@@ -175,11 +194,65 @@ def _base_env(settings: StackSettings) -> dict[str, str]:
         "PREFECT_API_URL": settings.prefect_api_url,
         # Explicit so that a PREFECT_API_DATABASE_CONNECTION_URL in the user's environment cannot redirect it.
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{prefect_home / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": LEASE_STORAGE,
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),  # flow runs inherit it from the worker
         "AZR_STATE_DIR": str(settings.state_dir),
         "PYTHONUNBUFFERED": "1",
+        **telemetry_env(),
     })  # fmt: skip
     return env
+
+
+def crash_automation() -> dict[str, object]:
+    """The Prefect automation that marks a flow run Crashed when its heartbeats stop (a proactive trigger).
+
+    Prefect's documented recipe ("detect zombie flows"): after a heartbeat, expect another heartbeat or a terminal
+    state within CRASH_AFTER_S, per flow run; else set the run CRASHED, which releases its deployment concurrency slot
+    at once, so the next scheduled run goes ahead. Written as the REST body: this module never imports prefect.
+    """
+    return {
+        "name": CRASH_AUTOMATION,
+        "description": f"Flow runs that send no heartbeat for {CRASH_AFTER_S} s (heartbeat every {HEARTBEAT_S} s) "
+        "were killed with their process: mark them Crashed. Created by `azr up`.",
+        "enabled": True,
+        "trigger": {
+            "type": "event",
+            "posture": "Proactive",
+            "after": ["prefect.flow-run.heartbeat"],
+            "expect": [
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            ],  # fmt: skip
+            "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
+            "for_each": ["prefect.resource.id"],
+            "threshold": 1,
+            "within": CRASH_AFTER_S,
+        },
+        "actions": [
+            {
+                "type": "change-flow-run-state",
+                "state": "CRASHED",
+                "message": f"No heartbeat for {CRASH_AFTER_S} s: the flow run's process is gone.",
+            }
+        ],  # fmt: skip
+    }
+
+
+def ensure_crash_automation(settings: StackSettings) -> str:
+    """Create the crash automation on the stack's Prefect server unless one of that name exists: 'exists' or
+    'created'."""
+    code, text = _http(f"{settings.prefect_api_url}/automations/filter", body={}, timeout=10.0)
+    if code != 200:
+        raise StackError(f"listing Prefect automations failed: HTTP {code or 'no answer'} {text[:200]}")
+    if any(a.get("name") == CRASH_AUTOMATION for a in json.loads(text)):
+        return "exists"
+    code, text = _http(f"{settings.prefect_api_url}/automations/", body=crash_automation(), timeout=10.0)
+    if code not in (200, 201):
+        raise StackError(f"creating the crash automation failed: HTTP {code or 'no answer'} {text[:300]}")
+    return "created"
 
 
 def _command(settings: StackSettings, service: str) -> tuple[list[str], dict[str, str]]:
@@ -317,6 +390,8 @@ def up(settings: StackSettings, *, timeout: float = 120.0, echo: Callable[[str],
                  f"({time.monotonic() - t0:.1f} s)  {settings.url(service)}")  # fmt: skip
             if service == "prefect-server":
                 pool_state = _check_pool(settings, timeout)
+                echo(f"{'automation':<15} {ensure_crash_automation(settings)}: {CRASH_AUTOMATION!r} "
+                     f"(no heartbeat for {CRASH_AFTER_S} s -> Crashed)")  # fmt: skip
                 if "prefect-worker" not in running:  # start it now: its imports overlap the UI's start
                     started["prefect-worker"] = _spawn(settings, "prefect-worker")
         proc = running.get("prefect-worker") or started["prefect-worker"]

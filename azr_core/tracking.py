@@ -30,8 +30,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from azr_core.config_base import Section
 from azr_core.stack import resolve_state_dir
 from azr_core.store.atomic import atomic_write_text
 
@@ -48,16 +49,19 @@ TAG_ITERATION = "azr.iteration"
 TAG_FLOW_RUN = "azr.prefect_flow_run_id"
 TAG_GIT_COMMIT = "azr.git_commit"
 TAG_GIT_DIRTY = "azr.git_dirty"
+TAG_END_REASON = "azr.end_reason"
+END_STATUSES = ("FINISHED", "FAILED", "KILLED")
+# How a stopped process shows up as an exception (by class name: azr_core never imports prefect): Prefect raises
+# TerminationSignal on SIGTERM (a cancelled or stopped flow run), Python KeyboardInterrupt on SIGINT.
+_KILLED_BY = {"TerminationSignal", "ExternalSignal", "KeyboardInterrupt", "CancelledError", "Abort"}
 CHANGED_PARAM_PREFIX = "changed_param."  # tag prefix: params are immutable in MLflow, tags hold later values
 _URI_PASSWORD = re.compile(r"(?<=://)([^/:@\s]+):[^/@\s]+@")  # user:password@ in a URI (a database URL, say)
 _METRIC_NAME_BAD = re.compile(r"[^A-Za-z0-9_\-. /:]")  # MLflow's allowed metric-name characters
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class TrackingConfig(BaseModel):
+class TrackingConfig(Section):
     """MLflow tracking: where runs, metrics and model versions go."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
     enabled: bool = Field(True, description="Track the run in MLflow (False: every Tracker method does nothing).")
     tracking_uri: str | None = Field(
@@ -139,6 +143,20 @@ def git_commit(repo: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
     return head or None, bool(status.strip())
 
 
+def end_status(exc: BaseException | None) -> str:
+    """The MLflow status a session ends with: FINISHED without an exception, KILLED when a signal or a cancellation
+    stopped it, FAILED for any other exception.
+
+    >>> end_status(None), end_status(KeyboardInterrupt()), end_status(ValueError("x"))
+    ('FINISHED', 'KILLED', 'FAILED')
+    """
+    if exc is None:
+        return "FINISHED"
+    if any(cls.__name__ in _KILLED_BY for cls in type(exc).__mro__):
+        return "KILLED"
+    return "FAILED"
+
+
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -159,6 +177,7 @@ class Tracker:
         self.tracking_uri = resolve_tracking_uri(self.config.tracking_uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
+        self._closed = False
         if not self.config.enabled:
             return
         self.client = _client(self.tracking_uri)
@@ -238,16 +257,26 @@ class Tracker:
             self._write_run_file(data)
         return run_id
 
-    def close(self, status: str = "FINISHED") -> None:
-        """Mark the run FINISHED (or FAILED / KILLED); a later Tracker on the folder sets it RUNNING again."""
-        if self.run_id is not None:
-            self.client.set_terminated(self.run_id, status=status)
+    def close(self, status: str = "FINISHED", *, reason: str | None = None) -> None:
+        """End the session's MLflow run as FINISHED (success only), FAILED or KILLED; a later Tracker on the folder
+        sets it RUNNING again. `reason` (say the exception) goes to the tag `azr.end_reason`. Idempotent.
+
+        A flow decides the status from how it ended: `Tracker.close(end_status(exc), reason=...)`, or use the tracker
+        as a context manager, which does exactly that.
+        """
+        if status not in END_STATUSES:
+            raise ValueError(f"MLflow run status {status!r}: use one of {', '.join(END_STATUSES)}")
+        if self.run_id is None or self._closed:
+            return
+        self.set_tags({TAG_END_REASON: (reason or status.lower())[:500]})
+        self.client.set_terminated(self.run_id, status=status)
+        self._closed = True
 
     def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close("FAILED" if exc_type is not None else "FINISHED")
+        self.close(end_status(exc), reason=None if exc is None else f"{type(exc).__name__}: {exc}")
 
     # ---- params, metrics, tags -----------------------------------------------------------------------------
 

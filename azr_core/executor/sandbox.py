@@ -97,9 +97,22 @@ def launch_spec(cfg: ExecutorConfig, hash_seed: int) -> LaunchSpec:
     return LaunchSpec(argv, env, user, group, own_pid_namespace=True, limit_processes=True)
 
 
-def setup_sandbox_user(name: str = "azr-sandbox") -> list[str]:
-    """Create the sandbox user and allow it in /etc/firejail/firejail.users (root only); returns what was done."""
+FIREJAIL_USERS = Path("/etc/firejail/firejail.users")
+
+
+def setup_sandbox_user(
+    name: str = "azr-sandbox", *, allow: tuple[str, ...] | None = None, users_file: Path = FIREJAIL_USERS
+) -> list[str]:
+    """Create the sandbox user and allow it in /etc/firejail/firejail.users (root only); returns what was done.
+
+    `allow`: more users to list there; by default the user who ran `sudo azr sandbox-setup` ($SUDO_USER), since a
+    non-root user runs firejail as themself (their own process limits bind) and firejail would run their programs
+    unsandboxed if the file exists without them.
+    """
     import subprocess
+
+    if allow is None:
+        allow = tuple(u for u in [os.environ.get("SUDO_USER")] if u and u != "root")
 
     if os.geteuid() != 0:
         raise SandboxUnavailable("creating the sandbox user needs root: sudo azr sandbox-setup")
@@ -119,12 +132,12 @@ def setup_sandbox_user(name: str = "azr-sandbox") -> list[str]:
         done.append(f"created {home}")
     # Without this file every user may run firejail; with it, only those listed, and firejail runs anyone else's
     # program UNSANDBOXED. So list the user where the file exists (the workers also verify they are sandboxed).
-    users_file = Path("/etc/firejail/firejail.users")
     if users_file.exists():
-        if name not in users_file.read_text().split():
-            with users_file.open("a") as fh:
-                fh.write(f"{name}\n")
-            done.append(f"listed {name} in {users_file}")
+        for user in (name, *allow):
+            if user not in users_file.read_text().split():
+                with users_file.open("a") as fh:
+                    fh.write(f"{user}\n")
+                done.append(f"listed {user} in {users_file}")
     return done
 
 

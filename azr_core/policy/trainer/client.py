@@ -8,6 +8,7 @@ outlives the timeout raises `WorkerError` naming the rank, and the whole group i
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 import selectors
@@ -23,6 +24,7 @@ from typing import Any
 
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams
+from azr_core.policy.trainer.build_locks import clear_stale_build_locks
 from azr_core.policy.trainer.engine import SequenceRecord, _free_port, summarize
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
 
@@ -90,8 +92,11 @@ class PolicyWorkers:
 
     # ---- life cycle ----------------------------------------------------------------------------------------------
 
-    def launcher_command(self, port: int, token: str) -> list[str]:
-        """The `deepspeed` launcher command line (run with this interpreter, so the same venv)."""
+    def launcher_command(self, port: int, token_file: Path) -> list[str]:
+        """The `deepspeed` launcher command line (run with this interpreter, so the same venv).
+
+        It names the file holding the channel's token, never the token: a command line is readable by every user
+        (`ps`) and the launcher prints it into workers.log."""
         master_port = self.trainer_cfg.master_port or _free_port()
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(master_port)]
         if self.trainer_cfg.hostfile is not None:
@@ -100,21 +105,28 @@ class PolicyWorkers:
             cmd += ["--num_gpus", str(self.trainer_cfg.num_workers)]
         cmd += self.launcher_args
         cmd += ["--module", "azr_core.policy.trainer.workers", "--connect", f"{self.listen_host}:{port}"]
-        return cmd + ["--token", token]
+        return cmd + ["--token-file", str(token_file)]
 
     def start(self) -> PolicyWorkers:
         """Launch the workers and wait until every rank has built its trainer (or failed)."""
-        token = secrets.token_hex(16)
+        token = self._token = secrets.token_hex(16)
         server = socket.create_server((self.listen_host, 0))
         server.settimeout(1.0)
         port = server.getsockname()[1]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Beside the log (the run folder: on several nodes, a shared one), readable by this user only, removed once
+        # every rank has connected.
+        token_file = self.log_path.parent / f".worker-token-{os.getpid()}-{port}"
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
         self._log = open(self.log_path, "ab")
+        self._clear_stale_locks()
         # Rank variables of this process (set for an in-process trainer) must not leak into the launcher's ranks.
         env = {k: v for k, v in os.environ.items() if k not in _RANK_VARS}
         env.update(self.env or {})
         self.proc = subprocess.Popen(
-            self.launcher_command(port, token),
+            self.launcher_command(port, token_file),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -133,30 +145,63 @@ class PolicyWorkers:
             raise
         finally:
             server.close()
+            token_file.unlink(missing_ok=True)
         return self
 
     def _accept(self, server: socket.socket, token: str) -> None:
         deadline = time.monotonic() + self.start_timeout_s
         expected: int | None = None
+        self.refused_peers = 0
+        next_lock_check = time.monotonic() + 15
         while expected is None or len(self.socks) < expected:
             self._check_launcher()
+            if time.monotonic() > next_lock_check:  # a rank killed while loading its helper strands its siblings
+                self._clear_stale_locks()
+                next_lock_check = time.monotonic() + 15
             if time.monotonic() > deadline:
                 raise WorkerError(
-                    None, f"only {len(self.socks)} workers connected within {self.start_timeout_s}s", self.log_tail()
+                    None,
+                    f"only {len(self.socks)} of {expected or self._expected_world()} workers connected within "
+                    f"{self.start_timeout_s:.0f}s: the worker log below says where start-up stopped (a rank waiting "
+                    "on a lock or a compile, a crash); raise start_timeout_s only if it was still making progress",
+                    self.log_tail(),
                 )
             try:
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
-            conn.settimeout(60)
-            hello = recv_msg(conn)
-            if hello.get("token") != token:
-                conn.close()  # not one of ours
+            hello = self._hello(conn, token)
+            if hello is None:
+                self.refused_peers += 1
+                conn.close()  # not one of ours: no token, a wrong one, or not our protocol
                 continue
             conn.settimeout(None)
             self.socks[int(hello["hello"])] = conn
             expected = expected or self._expected_world()
         self.readers = {r: FrameReader(s) for r, s in self.socks.items()}
+
+    @staticmethod
+    def _hello(conn: socket.socket, token: str) -> dict[str, Any] | None:
+        """The peer's hello if it proves the token, else None. Bounded in time and size: a silent or hostile peer
+        costs at most a few seconds and a few KiB, never the start of the group."""
+        conn.settimeout(10)
+        try:
+            hello = recv_msg(conn, max_bytes=64 * 1024)
+        except (OSError, ValueError):
+            return None
+        got = hello.get("token")
+        if not isinstance(got, str) or not hmac.compare_digest(got.encode(), token.encode()):
+            return None
+        if not isinstance(hello.get("hello"), int):
+            return None
+        return hello
+
+    def _clear_stale_locks(self) -> None:
+        """Remove torch extension build locks left by killed processes (they would stall every start), saying so in
+        the worker log."""
+        for path in clear_stale_build_locks():
+            self._log.write(f"[azr] removed a stale torch extension build lock {path} (owner killed)\n".encode())
+            self._log.flush()
 
     def _expected_world(self) -> int:
         if self.trainer_cfg.hostfile is None:

@@ -35,12 +35,16 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def recv_msg(sock: socket.socket) -> dict[str, Any]:
-    """Receive one whole message (blocking, honouring the socket's timeout)."""
+def recv_msg(sock: socket.socket, max_bytes: int = MAX_FRAME) -> dict[str, Any]:
+    """Receive one whole message (blocking, honouring the socket's timeout); `max_bytes` bounds what an
+    unauthenticated peer can make us read."""
     (n,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-    if n > MAX_FRAME:
-        raise ChannelClosed(f"frame of {n} bytes exceeds the limit: corrupt stream")
-    return json.loads(_recv_exact(sock, n))
+    if n > max_bytes:
+        raise ChannelClosed(f"frame of {n} bytes exceeds the limit of {max_bytes}: corrupt stream or not our peer")
+    msg = json.loads(_recv_exact(sock, n))
+    if not isinstance(msg, dict):
+        raise ChannelClosed(f"expected a JSON object, got {type(msg).__name__}")
+    return msg
 
 
 class FrameReader:

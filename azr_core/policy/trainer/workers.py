@@ -6,7 +6,9 @@ sent back with its traceback and rank before the process exits: after a failed c
 unknown, so the orchestrator restarts the group rather than reuse it.
 
 Run by the launcher as:
-    deepspeed [launcher options] --module azr_core.policy.trainer.workers --connect HOST:PORT --token T
+    deepspeed [launcher options] --module azr_core.policy.trainer.workers --connect HOST:PORT --token-file PATH
+
+The channel's token comes from a 0600 file (or $AZR_WORKER_TOKEN), never the command line, which any user can read.
 """
 
 from __future__ import annotations
@@ -47,11 +49,15 @@ class Worker:
     def __init__(self, init: dict[str, Any]) -> None:
         from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
         from azr_core.policy.rollout import resolve_backend_name
+        from azr_core.policy.trainer.build_locks import clear_stale_build_locks
         from azr_core.policy.trainer.engine import PolicyTrainer
 
         self.model_cfg = ModelConfig.model_validate(init["model"])
         self.rollout_cfg = RolloutConfig.model_validate(init["rollout"])
         self.trainer_cfg = TrainerConfig.model_validate(init["trainer"])
+        # On every node: a build lock left by a rank killed mid-start would make DeepSpeed's init wait forever.
+        for path in clear_stale_build_locks():
+            self._progress(f"removed a stale torch extension build lock {path} (its owner was killed)")
         _share_cpu_threads()
         self.trainer = PolicyTrainer(self.model_cfg, self.trainer_cfg, progress=self._progress)
         self.backend_name = resolve_backend_name(self.rollout_cfg)
@@ -166,10 +172,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point under the launcher (which appends --local_rank)."""
     parser = argparse.ArgumentParser(description="AZR policy worker (one rank)")
     parser.add_argument("--connect", required=True, help="HOST:PORT of the orchestrator's command channel")
-    parser.add_argument("--token", default="", help="shared secret that proves the worker to the orchestrator")
+    parser.add_argument("--token-file", default=None, help="file holding the secret that proves the worker")
     parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
     args, _unknown = parser.parse_known_args(argv)
-    code = serve(args.connect, args.token)
+    token = os.environ.get("AZR_WORKER_TOKEN", "")
+    if args.token_file:
+        with open(args.token_file, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    code = serve(args.connect, token)
     sys.stdout.flush()
     # Skip interpreter teardown: torch.distributed / DeepSpeed atexit hooks can block on a peer that already left.
     os._exit(code)
