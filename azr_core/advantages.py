@@ -61,15 +61,3 @@ def trr_advantages(
         raise ValueError("rewards, roles and task_types must have the same length")
     groups = [(Role(r), TaskType(t)) for r, t in zip(roles, task_types, strict=True)]
     return group_normalize(rewards, groups, eps=eps)
-
-
-def group_stats(rewards: Sequence[float], groups: Sequence[Hashable]) -> dict[Hashable, tuple[int, float, float]]:
-    """(count, mean, population std) per group: the baselines TRR++ used, for logging."""
-    members: dict[Hashable, list[float]] = defaultdict(list)
-    for r, g in zip(rewards, groups, strict=True):
-        members[g].append(float(r))
-    stats = {}
-    for g, values in members.items():
-        mean = math.fsum(values) / len(values)
-        stats[g] = (len(values), mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values)))
-    return stats

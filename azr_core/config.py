@@ -138,6 +138,11 @@ class RewardsConfig(_Section):
     wrong_answer: float = Field(-0.5, description="Solver: format right, answer wrong.")
     format_error: float = Field(-1.0, description="Solver or proposer: the completion's format is wrong.")
     invalid_proposal: float = Field(-1.0, description="Proposer: the proposal fails validation.")
+    empty_answer_is_format_error: bool = Field(
+        False,
+        description="Solver: an empty answer counts as a format error (format_error) instead of a wrong answer "
+        "(wrong_answer, as the reference). Under the answer skeleton a model that writes nothing has not answered.",
+    )
     unlearnable: float = Field(
         0.0, description="Proposer: valid but solved always or never (paper 0; the reference code uses -0.5)."
     )
@@ -218,6 +223,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "lenient_parsing": True,
         },
         "buffers": {"seed_quota": 8, "seed_round_size": 8, "seed_max_rounds": 2},
+        "rewards": {"empty_answer_is_format_error": True},
         "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 128, "batch_size": 16},
         # One CPU rank: ZeRO has nothing to partition, and stage 2's flat gradient buckets cost a step 1.16x plain
         # AdamW here against 1.02x for stage 0 (bench/bench_policy.py). lr: the paper's 1e-6 is for 7B models.

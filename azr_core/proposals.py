@@ -290,13 +290,19 @@ _ANSWER_TAG = {TaskType.DEDUCTION: "output", TaskType.ABDUCTION: "input", TaskTy
 
 
 def parse_answer(
-    task_type: TaskType | str, completion: str, *, think_prefilled: bool = True, lenient: bool = False
+    task_type: TaskType | str,
+    completion: str,
+    *,
+    think_prefilled: bool = True,
+    lenient: bool = False,
+    empty_is_format_error: bool = False,
 ) -> SolverAnswer:
     """Reduce a solver completion to its answer text: the ```output / ```input / ```python block of the answer,
     or the bare answer text when it holds no such block.
 
     A broken format gives format_ok=False (the reward is -1 whatever the answer); the answer is still extracted
-    when `lenient`, for the record.
+    when `lenient`, for the record. An empty answer is a wrong one (as the reference), or a format error with
+    `empty_is_format_error`.
 
     >>> parse_answer("deduction", "x doubles</think><answer>```output\\n[1, 2]\\n```</answer>")
     SolverAnswer(format_ok=True, answer='[1, 2]', reason=None)
@@ -312,6 +318,8 @@ def parse_answer(
     if not format_ok and not blocks:
         text = ""  # lenient mode takes only an explicit block from a broken completion, not arbitrary text
     if not text:
+        if empty_is_format_error:
+            return SolverAnswer(False, None, f"format: empty answer (no ```{_ANSWER_TAG[task_type]} content)")
         return SolverAnswer(format_ok, None, f"parse: empty answer (no ```{_ANSWER_TAG[task_type]} block)")
     return SolverAnswer(format_ok, text, None if format_ok else FORMAT_REASON)
 
@@ -322,38 +330,3 @@ def grade_request(task: Task, answer: str) -> GradeRequest:
         tests = list(zip(task.held_inputs, task.held_outputs, strict=True))
         return GradeRequest("induction", answer, tests=tests)
     return GradeRequest(str(task.task_type), answer, program=task.program, input=task.input, output=task.output)  # type: ignore[arg-type]
-
-
-def proposal_row(
-    outcome: ProposalOutcome,
-    proposal_id: str,
-    *,
-    stage: str = "propose",
-    duplicate: bool = False,
-    task_id: str | None = None,
-    solve_rate: float | None = None,
-    n_solves: int = 0,
-    reward: float | None = None,
-) -> dict[str, Any]:
-    """A row of the `proposals` table for one outcome (valid or not). `task_id` overrides the outcome's task id,
-    e.g. with the id of the existing task an exact duplicate matched (the same id, by construction)."""
-    c = outcome.candidate
-    return {
-        "proposal_id": proposal_id,
-        "task_type": str(c.task_type),
-        "stage": stage,
-        "format_ok": c.format_ok,
-        "valid": outcome.valid,
-        "reason": outcome.reason,
-        "program": c.program,
-        "input": c.input,
-        "output": outcome.output,
-        "inputs": list(c.inputs),
-        "message": c.message,
-        "task_id": task_id or (outcome.task.task_id if outcome.task else None),
-        "duplicate": duplicate,
-        "reference_ids": list(c.reference_ids),
-        "solve_rate": solve_rate,
-        "n_solves": n_solves,
-        "reward": reward,
-    }

@@ -14,8 +14,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from azr_core.parsing import split_think_answer
-
 
 def _column(name: str, values: Sequence[Any] | None, n: int) -> Sequence[Any]:
     if values is None:
@@ -97,17 +95,3 @@ def learnability_reward(
         else:
             out.append(1.0 - float(r))
     return out
-
-
-def format_reward(
-    completions: Sequence[str], *, think_prefilled: bool = True, format_error_reward: float = -1.0, **_: Any
-) -> list[float]:
-    """0 for a completion in the `<think>…</think><answer>…</answer>` format, `format_error_reward` otherwise.
-
-    >>> format_reward(["idea</think><answer>1</answer>", "<answer>1</answer>"])
-    [0.0, -1.0]
-    """
-    return [
-        0.0 if split_think_answer(c or "", think_prefilled=think_prefilled).format_ok else float(format_error_reward)
-        for c in completions
-    ]

@@ -40,21 +40,26 @@ def probe_tasks(path: Path, per_side: int):
 
 
 def run_probe(cfg, model_dir: str | None, tasks, executor, max_new_tokens: int) -> list[tuple[float, bool]]:
-    """Greedy answers of the model in `model_dir` (None: the base model); (solver reward, correct) per task."""
+    """Greedy answers of the model in `model_dir` (None: the base model); (solver reward, correct) per task. The
+    prompts, the answer skeleton, the parser and the reward are the run's own (cpu-tiny's)."""
+    import types
+
     import torch
 
     from azr_core.policy.model import load_model, load_tokenizer, resolve_model_path
-    from azr_core.policy.rollout.base import SamplingParams
     from azr_core.policy.rollout.hf import HFBackend
-    from azr_core.prompts import answer_text, render, response_prefill, solver_messages, stop_strings
+    from azr_core.prompts import render, response_prefill, solver_messages
     from azr_core.proposals import grade_request, parse_answer
     from azr_core.rewards import solver_reward
+    from azr_core.selfplay.sampling import sample
 
     sp = cfg.selfplay
+    greedy = cfg.model_copy(deep=True)
+    greedy.rollout.temperature, greedy.rollout.max_new_tokens = 0.0, max_new_tokens
     base = resolve_model_path(cfg.model, progress=None)
     tok = load_tokenizer(cfg.model, path=base)
     model = load_model(cfg.model, device="cpu", path=model_dir or base)
-    backend = HFBackend(model, tok, batch_size=16)
+    policy = HFBackend(model, tok, batch_size=16)
     prompts = [
         render(
             tok,
@@ -64,25 +69,28 @@ def run_probe(cfg, model_dir: str | None, tasks, executor, max_new_tokens: int) 
         )  # fmt: skip
         for t in tasks
     ]
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens,
-                            stop=stop_strings(sp.response_prefill, "solve"))  # fmt: skip
+    session = types.SimpleNamespace(cfg=greedy, tokenizer=tok, policy=policy)
     with torch.inference_mode():
-        outs = backend.generate(prompts, params)
-    answers = []
-    for t, out in zip(tasks, outs, strict=True):
-        c = out.completions[0]
-        text = answer_text(response_prefill(sp.response_prefill, "solve", t.task_type), c.text, c.finish_reason,
-                           sp.response_prefill)  # fmt: skip
-        answers.append(parse_answer(t.task_type, text, think_prefilled=sp.response_prefill != "none",
-                                    lenient=sp.lenient_parsing))  # fmt: skip
+        sampled, dropped = sample(session, prompts, "solve", [t.task_type for t in tasks], 1, "probe")
+    if dropped:
+        raise RuntimeError(f"{dropped} probe prompts exceed selfplay.max_prompt_tokens")
+    answers = [
+        parse_answer(
+            tasks[i].task_type,
+            samples[0].text,
+            think_prefilled=sp.response_prefill != "none",
+            lenient=sp.lenient_parsing,
+            empty_is_format_error=cfg.rewards.empty_answer_is_format_error,
+        )  # fmt: skip
+        for i, _, samples in sampled
+    ]
     gradable = [i for i, a in enumerate(answers) if a.answer is not None]
     grades = executor.grade_many([grade_request(tasks[i], answers[i].answer) for i in gradable]) if gradable else []
     correct = [False] * len(tasks)
     for i, g in zip(gradable, grades, strict=True):
         correct[i] = bool(g.correct and answers[i].format_ok)
-    fmt = [a.format_ok for a in answers]
-    rewards = solver_reward(["" for _ in tasks], format_ok=fmt, correct=correct)
-    del model, backend
+    rewards = solver_reward(["" for _ in tasks], format_ok=[a.format_ok for a in answers], correct=correct)
+    del model, policy
     return list(zip(rewards, correct, strict=True))
 
 
@@ -103,7 +111,8 @@ def iteration_table(run_dir: str) -> list[str]:
     for t in TYPES:
         k = t[:3]
         head += [f"{k}:p_fmt", f"{k}:p_val", f"{k}:p_new", f"{k}:s_fmt", f"{k}:s_acc", f"{k}:r_prop", f"{k}:r_solve"]
-    head += ["loss", "steps", "trained", "seed", "propose", "exec", "solve", "reward", "update"]
+    head += ["loss", "steps", "trained", "seed", "propose", "exec", "solve", "reward", "update", "upd:recomp",
+             "upd:steps", "upd:ckpt"]  # fmt: skip
     lines = ["\t".join(head)]
     for it, wall, m in rows:
         m = dict(m)
@@ -116,6 +125,7 @@ def iteration_table(run_dir: str) -> list[str]:
                   f"{m.get('train/sequences', 0):.0f}"]  # fmt: skip
         cells += [f"{m.get(f'seconds/{s}', 0):.0f}" for s in
                   ("seed", "propose", "execute_validate", "solve", "reward", "update")]  # fmt: skip
+        cells += [f"{m.get(f'train/seconds_{s}', 0):.0f}" for s in ("recompute", "steps", "checkpoint")]
         lines.append("\t".join(cells))
     return lines
 
@@ -133,6 +143,7 @@ def main() -> None:
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="azr-bench-learning-")
     state = tempfile.mkdtemp(prefix="azr-bench-mlflow-")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state}/mlflow.db")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # the temporary server: nothing leaves
 
     from azr_core.config import load_config
     from azr_core.executor import Executor

@@ -109,6 +109,13 @@ def test_deployment_run_then_crash_and_resume(stack, tmp_path):
     assert "valid_rate/deduction" in metrics and metrics["tokens/generated"] > 0
     con.close()
 
+    # The UI's graph: each stage's task run is fed by the one before (open-run -> seed -> ... -> commit)
+    upstream = _task_upstreams(stack["env"])
+    chain = ["open-run", "seed [it 1]", "propose [it 1]", "execute-validate [it 1]", "solve [it 1]",
+             "reward [it 1]", "update [it 1]", "commit [it 1]"]  # fmt: skip
+    for before, stage in zip(chain, chain[1:], strict=False):
+        assert upstream[stage] == [before], (stage, upstream)
+
     # MLflow: the run's metrics and a registered model version of the checkpoint
     import mlflow
 
@@ -166,6 +173,29 @@ def _worker_process(state: Path) -> psutil.Process:
 def _stage_started(state: Path, name: str) -> bool:
     log = state / "logs" / "prefect-worker.log"
     return log.exists() and f"Task run '{name}'" in log.read_text(errors="replace")
+
+
+def _task_upstreams(env: dict[str, str]) -> dict[str, list[str]]:
+    """Task run name -> names of the task runs its inputs came from, for the newest completed flow run."""
+    code = (
+        "import asyncio, json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.client.schemas.filters import FlowRunFilter, TaskRunFilter, TaskRunFilterFlowRunId\n"
+        "from prefect.client.schemas.sorting import FlowRunSort\n"
+        "async def main():\n"
+        "    async with get_client() as c:\n"
+        "        (fr,) = await c.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)\n"
+        "        mine = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[fr.id]))\n"
+        "        trs = await c.read_task_runs(task_run_filter=mine)\n"
+        "        names = {str(t.id): t.name for t in trs}\n"
+        "        out = {t.name: sorted({names.get(str(i.id), '?') for v in t.task_inputs.values() for i in v\n"
+        "                               if getattr(i, 'input_type', '') == 'task_run'}) for t in trs}\n"
+        "        print(json.dumps(out))\n"
+        "asyncio.run(main())\n"
+    )
+    res = run([sys.executable, "-c", code], env, 120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _mark_stale_runs_crashed(env: dict[str, str]) -> None:

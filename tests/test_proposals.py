@@ -17,7 +17,6 @@ from azr_core.proposals import (
     grade_request,
     parse_answer,
     parse_proposal,
-    proposal_row,
     split_induction_pairs,
     validate_candidates,
 )
@@ -255,24 +254,9 @@ def test_docstring_examples_run():
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_proposal_rows_fit_the_store(tmp_path):
-    from azr_core.config import StoreConfig
-    from azr_core.store import connect, open_run
-
-    ex = FakeExecutor()
-    good = parse_proposal("deduction", answer(("python", PROGRAM), ("input", "21")), reference_ids=["r1"])
-    outcomes = validate_candidates(ex, [good, parse_proposal("induction", "junk")], iteration=1)
-    rows = [
-        proposal_row(outcomes[0], "p0", solve_rate=0.5, n_solves=2, reward=0.5),
-        proposal_row(outcomes[1], "p1", reward=-1.0),
-    ]
-    with open_run(tmp_path) as store:
-        store.config = StoreConfig(fsync=False)
-        w = store.begin()
-        w.write("proposals", rows)
-        w.commit()
-    got = connect(tmp_path).sql("SELECT proposal_id, valid, reason, task_id, output, reference_ids FROM proposals")
-    assert sorted(got.fetchall()) == [
-        ("p0", True, None, outcomes[0].task.task_id, "42", ["r1"]),
-        ("p1", False, FORMAT_REASON, None, None, []),
-    ]
+def test_an_empty_answer_is_wrong_or_with_the_setting_a_format_error():
+    empty = "</think><answer>\n```output\n```\n</answer>"
+    a = parse_answer("deduction", empty)
+    assert a.format_ok and a.answer is None  # the reference: a wrong answer (-0.5)
+    b = parse_answer("deduction", empty, empty_is_format_error=True)
+    assert not b.format_ok and b.reason.startswith("format: empty answer")

@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import azr_core.rewards as rewards
-from azr_core.rewards import format_reward, learnability, learnability_reward, solver_reward
+from azr_core.rewards import learnability, learnability_reward, solver_reward
 
 
 def test_docstring_examples_run():
     result = doctest.testmod(rewards)
-    assert result.attempted >= 5 and result.failed == 0
+    assert result.attempted >= 4 and result.failed == 0
 
 
 def test_solver_reward_paper_values():
@@ -70,10 +70,3 @@ def test_learnability_reward_is_one_minus_the_mean_accuracy(hits):
 
 def test_learnability_of_nothing_is_none():
     assert learnability([]) is None
-
-
-def test_format_reward():
-    assert format_reward(["a</think><answer>x</answer>", "a</think>x", "<think>a</think><answer>x</answer>"]) == [
-        0.0, -1.0, 0.0,
-    ]  # fmt: skip
-    assert format_reward(["a</think><answer>x</answer>"], think_prefilled=False) == [-1.0]

@@ -153,7 +153,8 @@ def test_one_iteration_end_to_end(tmp_path, caplog):
     # the induction proposals ran on a reference program: all 4 inputs valid -> a task, first 2 shown
     ind = con.execute("SELECT shown_inputs, held_inputs FROM tasks WHERE task_type='induction' AND iteration=1")
     ind = ind.fetchall()
-    assert ind and all(list(r[0]) == ["2", "3"] and list(r[1]) == ["4", "5"] for r in ind)
+    # (the policy numbers its inputs in order: the first two are shown, the last two held out)
+    assert ind and all(len(r[0]) == len(r[1]) == 2 and max(map(int, r[0])) < min(map(int, r[1])) for r in ind)
     # a skeleton answer is trained on as its pieces: the model's blocks, never the blocks opened for it
     pieces = [r for step in policy.trained for r in step if r.group == "propose/induction"]
     assert not pieces or all(len(r.completion_token_ids) == 4 for r in pieces)
@@ -271,3 +272,19 @@ def test_second_writer_is_refused(tmp_path):
     with make_session(tmp_path):
         with pytest.raises(StoreError, match="another process"):
             make_session(tmp_path)
+
+
+def test_a_failed_session_ends_its_mlflow_run_failed(tmp_path):
+    import mlflow
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with make_session(tmp_path, **{"buffers.seed_max_rounds": 0}) as s:
+            run_iteration(s)
+            raise RuntimeError("boom")
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("azr").experiment_id])[0]
+    assert run.info.status == "FAILED" and "boom" in run.data.tags["azr.end_reason"]
+    with make_session(tmp_path, **{"buffers.seed_max_rounds": 0}) as s:
+        run_iteration(s)  # a resumed session continues the same MLflow run and ends it FINISHED
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"

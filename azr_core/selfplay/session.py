@@ -24,7 +24,7 @@ from azr_core.executor import Executor
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams
 from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.store import TaskBuffers, connect, open_run
-from azr_core.tracking import Tracker
+from azr_core.tracking import Tracker, end_status
 
 log = logging.getLogger("azr.selfplay")
 
@@ -66,8 +66,9 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        # The MLflow run ends FINISHED only on success: FAILED for an error, KILLED for a signal or a cancellation.
+        self.close(end_status(exc), reason=f"{type(exc).__name__}: {exc}" if exc is not None else None)
 
     @property
     def last_iteration(self) -> int:
@@ -84,7 +85,8 @@ class Session:
         for old in found[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED", *, reason: str | None = None) -> None:
+        """Release everything; the MLflow run ends with `status` (see `azr_core.tracking.end_status`)."""
         for name in ("policy", "executor"):
             part = getattr(self, name, None)
             if part is not None:
@@ -94,7 +96,7 @@ class Session:
                     log.exception("closing %s failed", name)
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
-            tracker.close()
+            tracker.close(status, reason=reason)
         store = getattr(self, "store", None)
         if store is not None:
             store.close()

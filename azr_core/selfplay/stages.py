@@ -15,7 +15,7 @@ from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.policy.trainer.schedule import run_update
 from azr_core.prompts import proposer_messages, render, response_prefill, solver_messages
 from azr_core.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
-from azr_core.rewards import learnability_reward, solver_reward
+from azr_core.rewards import learnability, learnability_reward, solver_reward
 from azr_core.selfplay.records import (
     ProposalRollout,
     Proposed,
@@ -119,7 +119,7 @@ def reward(s: Session, solved: Solved) -> Rewarded:
     proposals = solved.validated.proposals
     for p in proposals:
         rates = verdicts.get(p.task_id or "", []) if p.valid else []
-        p.n_solves, p.solve_rate = len(rates), (sum(rates) / len(rates) if rates else None)
+        p.n_solves, p.solve_rate = len(rates), learnability(rates)
     values = learnability_reward(
         [p.completion.text for p in proposals],
         format_ok=[p.format_ok for p in proposals],
@@ -157,7 +157,9 @@ def update(s: Session, rewarded: Rewarded) -> Updated:
     metrics = run_update(s.policy, records, s.cfg.trainer) if records else {}
     s.step = int(metrics.get("step", s.step))  # the trainer's optimiser step, not a count of our own
     iteration = rewarded.iteration
+    t_ckpt = time.perf_counter()
     s.policy.save_checkpoint(s.checkpoint_dir(iteration))
+    metrics["seconds_checkpoint"] = time.perf_counter() - t_ckpt
     return Updated(rewarded, metrics, s.step, str(iteration), time.perf_counter() - start)
 
 
@@ -256,6 +258,7 @@ def _grade(s: Session, rollouts: list[SolveRollout]) -> None:
             x.completion.text,
             think_prefilled=cfg.response_prefill != "none",
             lenient=cfg.lenient_parsing,
+            empty_is_format_error=s.cfg.rewards.empty_answer_is_format_error,
         )
     gradable = [x for x in rollouts if x.answer and x.answer.answer is not None]
     grades = s.executor.grade_many([grade_request(x.task, x.answer.answer) for x in gradable]) if gradable else []

@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from azr_core.task_types import TASK_TYPES, Task, TaskType, seed_tasks
+from azr_core.task_types import TASK_TYPES, Task, TaskType
 
 
 def task_to_row(task: Task) -> dict[str, Any]:
@@ -63,11 +63,6 @@ class TaskBuffers:
             self.add(task)
 
     @classmethod
-    def seeded(cls) -> TaskBuffers:
-        """Buffers holding only the zero triplets."""
-        return cls(seed_tasks())
-
-    @classmethod
     def from_connection(cls, con: duckdb.DuckDBPyConnection) -> TaskBuffers:
         """Buffers from the committed `tasks` view of a run (`azr_core.store.views.connect`)."""
         rows = con.sql("SELECT * FROM tasks ORDER BY iteration, task_id").to_dicts()
@@ -94,10 +89,6 @@ class TaskBuffers:
     def tasks(self, task_type: TaskType | str) -> list[Task]:
         """The tasks of one type, oldest first (a copy)."""
         return list(self._by_type[TaskType(task_type)])
-
-    def needs_seeding(self, quota: int) -> list[TaskType]:
-        """Task types whose buffer holds fewer than `quota` tasks."""
-        return [t for t in TASK_TYPES if self.size(t) < quota]
 
     def sample_references(self, task_type: TaskType | str, k: int, rng: random.Random) -> list[Task]:
         """K distinct reference tasks from the type's buffer, uniformly (all of them when it holds fewer).

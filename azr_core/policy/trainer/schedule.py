@@ -13,6 +13,7 @@ step (on zero gradients: AdamW's moments keep moving the weights, as they would 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -65,16 +66,20 @@ def plan_update(records: Sequence[SequenceRecord], cfg: TrainerConfig) -> list[M
 def run_update(policy: Trainable, records: Sequence[SequenceRecord], cfg: TrainerConfig) -> dict[str, float]:
     """Recompute old log-probs (when configured), then one `train_step` per mini-batch; merged metrics.
 
-    The metrics hold `optimizer_steps`, the trainer's `step` after the last one, and `skipped_sequences`.
+    The metrics hold `optimizer_steps`, the trainer's `step` after the last one, `skipped_sequences`, and the seconds
+    spent recomputing log-probs and stepping.
     """
     plan = plan_update(records, cfg)
+    t0 = time.perf_counter()
     if cfg.recompute_old_logprobs:
         todo = [r for m in plan for r in m.records]
         fresh = policy.compute_logprobs(todo) if todo else []
         swap = {id(r): replace(r, old_logprobs=lp) for r, lp in zip(todo, fresh, strict=True)}
         plan = [replace(m, records=[swap[id(r)] for r in m.records]) for m in plan]
+    t1 = time.perf_counter()
     steps = [policy.train_step(m.records, total_tokens=m.total_tokens) for m in plan if m.total_tokens > 0]
     out = merge_step_metrics(steps)
+    out["seconds_recompute"], out["seconds_steps"] = t1 - t0, time.perf_counter() - t1
     out["optimizer_steps"] = float(len(steps))
     out["skipped_sequences"] = float(sum(m.sequences - len(m.records) for m in plan))
     return out

@@ -1,0 +1,106 @@
+"""The update schedule of an iteration: mini-batches, recomputed old log-probs, and leaving out sequences that add
+nothing, exactly (the real DeepSpeed trainer on a tiny model)."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+import torch
+
+from azr_core.policy.config import ModelConfig, TrainerConfig
+from azr_core.policy.tiny import make_tiny_model_dir
+from azr_core.policy.trainer import schedule
+from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord
+from azr_core.policy.trainer.schedule import plan_update, run_update
+
+
+def _rec(adv: float, n: int = 3, group: str = "solve/deduction") -> SequenceRecord:
+    return SequenceRecord([1, 2], [3] * n, [-1.0] * n, adv, group)
+
+
+def test_doctests():
+    result = doctest.testmod(schedule)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_default_is_one_step_on_the_whole_batch_as_the_reference():
+    recs = [_rec(a) for a in (1.0, -1.0, 0.0, 0.5, 0.0)]
+    (only,) = plan_update(recs, TrainerConfig())
+    # entropy bonus on (the paper's 0.001): a zero-advantage sequence still has a gradient, so nothing is left out
+    assert only.sequences == 5 and len(only.records) == 5 and only.total_tokens == 15
+
+
+def test_mini_batches_in_order_and_zero_advantages_left_out_only_when_exact():
+    recs = [_rec(a, n=i + 1) for i, a in enumerate((1.0, 0.0, 0.0, -1.0, 0.0))]
+    cfg = TrainerConfig(mini_batch_size=2, entropy_coef=0.0)
+    plan = plan_update(recs, cfg)
+    assert [m.sequences for m in plan] == [2, 2, 1]
+    assert [[r.advantage for r in m.records] for m in plan] == [[1.0], [-1.0], []]
+    assert [m.total_tokens for m in plan] == [1 + 2, 3 + 4, 5]  # the left-out tokens still count
+    kept = plan_update(recs, TrainerConfig(mini_batch_size=2, entropy_coef=0.0, skip_zero_advantage=False))
+    assert [len(m.records) for m in kept] == [2, 2, 1]
+    with_kl = plan_update(recs, TrainerConfig(mini_batch_size=2, entropy_coef=0.0, kl_coef=0.1))
+    assert [len(m.records) for m in with_kl] == [2, 2, 1]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def compute_logprobs(self, records):
+        self.calls.append(("logprobs", [r.advantage for r in records]))
+        return [[-0.5] * len(r.completion_token_ids) for r in records]
+
+    def train_step(self, records, *, total_tokens=None):
+        self.calls.append(("step", [(r.advantage, tuple(r.old_logprobs)) for r in records], total_tokens))
+        return {"loss": 1.0, "sequences": float(len(records)), "step": float(len(self.calls) - 1)}
+
+
+def test_old_logprobs_are_recomputed_once_before_the_first_step():
+    rec = Recorder()
+    recs = [_rec(1.0), _rec(0.0), _rec(-1.0)]
+    out = run_update(rec, recs, TrainerConfig(mini_batch_size=2, entropy_coef=0.0))
+    assert rec.calls[0] == ("logprobs", [1.0, -1.0])  # only what runs forward, all before any step
+    assert rec.calls[1] == ("step", [(1.0, (-0.5,) * 3)], 6)
+    assert rec.calls[2] == ("step", [(-1.0, (-0.5,) * 3)], 3)
+    assert out["optimizer_steps"] == 2 and out["skipped_sequences"] == 1 and out["step"] == 2
+    sampler = Recorder()
+    run_update(sampler, recs, TrainerConfig(recompute_old_logprobs=False))
+    assert sampler.calls[0][0] == "step" and sampler.calls[0][1][0][1] == (-1.0,) * 3  # the sampler's log-probs
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def _trainer(tiny_dir) -> PolicyTrainer:
+    cfg = TrainerConfig(lr=1e-2, micro_batch_size=2, zero_stage=0, entropy_coef=0.0)
+    return PolicyTrainer(ModelConfig(name_or_path=str(tiny_dir)), cfg)
+
+
+def _weights(t: PolicyTrainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in t.module.named_parameters()}
+
+
+def test_leaving_out_zero_advantage_sequences_gives_the_same_update(tiny_dir):
+    full, lean = _trainer(tiny_dir), _trainer(tiny_dir)
+    recs = [SequenceRecord([5, 6, 7], [8, 9, 10, 11], [-2.0] * 4, adv, "g") for adv in (1.0, 0.0, -0.5, 0.0, 0.0, 0.75)]
+    total = sum(len(r.completion_token_ids) for r in recs)
+    full.train_step(recs)
+    lean.train_step([r for r in recs if r.advantage], total_tokens=total)
+    a, b = _weights(full), _weights(lean)
+    assert any(not torch.equal(v, _weights(_trainer(tiny_dir))[k]) for k, v in a.items())  # the step moved them
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    # A mini-batch with nothing left to run still takes its step: AdamW's moments move the weights as they would
+    # after a zero-gradient backward over the whole mini-batch.
+    zeros = [SequenceRecord([5, 6], [7, 8], [-2.0] * 2, 0.0, "g") for _ in range(3)]
+    before = _weights(lean)
+    full.train_step(zeros)
+    lean.train_step([], total_tokens=6)
+    after = _weights(lean)
+    assert any(not torch.equal(before[k], after[k]) for k in after) and full.step == lean.step == 2
+    for k, v in _weights(full).items():
+        torch.testing.assert_close(v, after[k], rtol=0, atol=1e-6)
