@@ -39,6 +39,9 @@ def self_play(
     budget_iters = iterations if iterations is not None else cfg.run.max_iterations_per_session
     budget_s = max_wall_s if max_wall_s is not None else cfg.run.max_wall_s
     done, start, last_s = 0, time.monotonic(), 0.0
+    if budget_iters == 0 or budget_s == 0:  # a zero budget runs nothing (it never means "no limit")
+        print("an iteration budget of 0 (iterations or max_wall_s): nothing to run")
+        return {"run_dir": cfg.run.run_dir, "iterations_done": 0, "last_iteration": None}
     with t.open_run(cfg.model_dump(mode="json"), flow_run_id=str(runtime.flow_run.id)) as session:
         last_commit = session
         while session.last_iteration < cfg.run.iterations and (budget_iters is None or done < budget_iters):

@@ -203,6 +203,7 @@ def test_seeding_draws_references_from_its_own_tasks_and_runs_once(tmp_path):
         programs = {t.program for t in seeded.tasks if t.task_type == "abduction"}
         assert {t.program for t in first} == programs
         assert s.buffers.size("deduction") == s.buffers.size("abduction") == 1 + len(first)
+        assert seeded.summary()["buffer_sizes"]["deduction"] == 1 + len(first)  # after seeding's own additions
         assert any(t.task_type == "induction" and t.program in programs for t in seeded.tasks)
         # a later iteration pays nothing for seeding
         assert stages.seed(s, 2).proposals == []

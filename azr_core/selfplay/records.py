@@ -88,6 +88,7 @@ class Seeded:
     tasks: list[Task]
     rounds: int
     seconds: float
+    buffer_sizes: dict[str, int] = field(default_factory=dict)  # after seeding's own additions
 
     def summary(self) -> dict[str, Any]:
         return _summary(
@@ -98,6 +99,7 @@ class Seeded:
             proposals=len(self.proposals),
             valid=sum(p.valid for p in self.proposals),
             seed_tasks=len(self.tasks),
+            buffer_sizes=self.buffer_sizes,
         )
 
 

@@ -69,7 +69,8 @@ def seed(s: Session, iteration: int) -> Seeded:
                             tasks.append(t)
             proposals += made
             rounds += 1
-    return Seeded(iteration, proposals, tasks, rounds, time.perf_counter() - start)
+    sizes = {str(t): s.buffers.size(t) for t in TASK_TYPES}
+    return Seeded(iteration, proposals, tasks, rounds, time.perf_counter() - start, sizes)
 
 
 def propose(s: Session, seeded: Seeded) -> Proposed:
