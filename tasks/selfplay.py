@@ -42,8 +42,7 @@ def _stage(name: str, fn: Callable[..., Any], doc: str):
 @task(name="open-run", task_run_name="open-run", cache_policy=NO_CACHE)
 def open_run(config: dict[str, Any], flow_run_id: str | None = None) -> Session:
     """Open (or resume) the run folder: store, buffers, sandbox, policy workers, MLflow run."""
-    s = Session(AZRConfig.model_validate(config))
-    s.flow_run_id = flow_run_id
+    s = Session(AZRConfig.model_validate(config), flow_run_id=flow_run_id)
     _log({"stage": "open-run", "run_dir": str(s.run_dir), "last_iteration": s.last_iteration, "step": s.step})
     return s
 

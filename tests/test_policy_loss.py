@@ -98,7 +98,8 @@ def test_lr_schedules():
 
 def test_config_defaults_and_strictness():
     t = TrainerConfig()
-    assert (t.lr, t.grad_clip, t.entropy_coef, t.kl_coef, t.lr_schedule) == (1e-6, 1.0, 0.0, 0.0, "constant")
+    assert (t.lr, t.grad_clip, t.entropy_coef, t.kl_coef, t.lr_schedule) == (1e-6, 1.0, 0.001, 0.0, "constant")
+    assert (t.weight_decay, t.mini_batch_size, t.recompute_old_logprobs) == (0.01, None, True)  # the reference
     assert t.deepspeed_config.is_file()
     r = RolloutConfig()
     assert (r.backend, r.temperature, r.top_p) == ("auto", 1.0, 1.0)

@@ -96,8 +96,9 @@ class ScriptedPolicy:
 
     def save_checkpoint(self, path):
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        (path / "hf").mkdir(parents=True, exist_ok=True)
         (path / "trainer.json").write_text("{}")
+        (path / "hf" / "config.json").write_text("{}")  # enough of an HF folder for the registry
         self.saved.append(path)
         return path
 
@@ -127,6 +128,7 @@ def make_session(tmp_path: Path, policy=None, **over) -> Session:
         "buffers.seed_quota=4",
         "buffers.seed_round_size=3",
         "buffers.seed_max_rounds=2",
+        "trainer.recompute_old_logprobs=true",  # the paper's path (cpu-tiny takes the sampler's): the policy checks
     ]
     overrides += [f"{k}={v}" for k, v in over.items()]
     cfg = load_config(None, overrides, profile="cpu-tiny")

@@ -58,12 +58,7 @@ def commit(s: Session, updated: Updated) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         log.warning("compaction after iteration %d failed, retried after the next commit: %r", rec.iteration, exc)
     t1 = time.perf_counter()
-    s.tracker.log_metrics({**metrics, "seconds/commit": seconds["commit"]}, step=rec.iteration)
-    version = None
-    final = s.cfg.run.iterations <= rec.iteration
-    if s.tracker.should_register(rec.iteration, final=final):
-        mv = s.tracker.register_checkpoint(s.checkpoint_dir(rec.iteration), rec.iteration, flow_run_id=s.flow_run_id)
-        version = getattr(mv, "version", None)
+    version = publish(s, rec.iteration, {**metrics, "seconds/commit": seconds["commit"]})
     seconds["tracking"] = time.perf_counter() - t1
     return {
         "iteration": rec.iteration,
@@ -77,6 +72,39 @@ def commit(s: Session, updated: Updated) -> dict[str, Any]:
         "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
         "buffer_sizes": {str(t): s.buffers.size(t) for t in TASK_TYPES},
     }
+
+
+_MARKER = "train/step"  # every committed iteration logs it: its presence at a step means the metrics were logged
+
+
+def publish(s: Session, iteration: int, metrics: dict[str, float]) -> str | None:
+    """What follows the commit point, idempotent so that a resume can repair a crash in it: the iteration's metrics
+    to MLflow (unless already logged at that step), and its model version when one is due (the registry's own
+    check makes a second registration return the first). Returns the version, if any."""
+    tracker = s.tracker
+    if tracker.run_id is not None:
+        logged = {m.step for m in tracker.client.get_metric_history(tracker.run_id, _MARKER)}
+        if iteration not in logged:
+            tracker.log_metrics(metrics, step=iteration)
+    final = s.cfg.run.iterations <= iteration
+    if not tracker.should_register(iteration, final=final):
+        return None
+    mv = tracker.register_checkpoint(s.checkpoint_dir(iteration), iteration, flow_run_id=s.flow_run_id)
+    return getattr(mv, "version", None)
+
+
+def repair_last_commit(s: Session) -> None:
+    """On resume: publish the last committed iteration again (a crash between COMMITTED and the end of the MLflow
+    logging left it unlogged or unregistered); a no-op when it was complete."""
+    from azr_core.store import connect
+
+    last = s.last_iteration
+    if last < 1:
+        return
+    with connect(s.run_dir) as con:
+        row = con.execute("SELECT metrics FROM iterations WHERE iteration = ? AND stage = 'train'", [last]).fetchone()
+    if row is not None:
+        publish(s, last, dict(row[0]))
 
 
 def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:

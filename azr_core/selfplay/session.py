@@ -44,9 +44,12 @@ class Session:
     """Everything an iteration's stages share. Use as a context manager (or call `close()`): it releases the policy
     workers, the sandbox, the MLflow run and the run folder's lock."""
 
-    def __init__(self, cfg: AZRConfig, *, policy: Policy | None = None, tokenizer: Any = None) -> None:
+    def __init__(
+        self, cfg: AZRConfig, *, policy: Policy | None = None, tokenizer: Any = None, flow_run_id: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.run_dir = Path(cfg.run.run_dir).resolve()
+        self.flow_run_id = flow_run_id  # the Prefect flow run: tags the model versions it registers
         self.store = open_run(self.run_dir, cfg)  # takes the lock, removes uncommitted rows, commits the seeds
         try:
             with connect(self.run_dir) as con:
@@ -58,10 +61,12 @@ class Session:
             self.step = self._resume_policy()
             self.tracker = Tracker(self.run_dir, cfg.tracking, run_name=cfg.run.name)
             self.tracker.log_config(cfg)
+            from azr_core.selfplay.commit import repair_last_commit  # here: commit imports this module
+
+            repair_last_commit(self)
         except BaseException:
             self.close()
             raise
-        self.flow_run_id: str | None = None
 
     def __enter__(self) -> Session:
         return self
