@@ -25,7 +25,7 @@ from azr_core.executor import Executor, ExecutorConfig
 from azr_core.store.atomic import atomic_write_text
 from azr_core.values import LiteralError, parse_literal
 
-DRIVER_VERSION = "2"  # bump when the driver changes: cached oracles are keyed by it
+DRIVER_VERSION = "3"  # bump when the driver changes: cached oracles are keyed by it
 _MAX_TEXT = 16_000_000
 DIGEST_OVER = 10_000  # outputs whose repr is longer are compared by SHA-256 of the repr (exact match only)
 _NOT_LITERAL = object()
@@ -103,10 +103,11 @@ class CodeVerdict:
 
 def code_executor(limits: CodeLimits = CodeLimits(), workers: int = 0) -> Executor:
     """A sandboxed executor for benchmark code: the same firejail workers, without the self-play static checks
-    (benchmark programs import sys, use eval, ...), with room for a whole test list's outputs."""
+    (benchmark programs import sys, use eval, ...), with room for a whole test list's outputs, and one hash seed
+    for all workers (canonical and candidate must see the same set order, as they do in evalplus's one process)."""
     return Executor(ExecutorConfig(static_checks=False, timeout_s=limits.task_timeout_s + 5.0,
                                    max_output_chars=_MAX_TEXT, max_input_chars=_MAX_TEXT, memory_mb=2048,
-                                   workers=workers, deprioritize_after_s=0))  # fmt: skip
+                                   workers=workers, deprioritize_after_s=0, hash_seed=0))  # fmt: skip
 
 
 def deserialize_inputs(bench: str, task_id: str, inputs: list[Any]) -> list[Any]:

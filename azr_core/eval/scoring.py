@@ -44,7 +44,7 @@ class Graders:
     @property
     def crux(self) -> Executor:
         if self._crux is None:
-            self._crux = Executor(ExecutorConfig(static_checks=False, timeout_s=5.0, workers=self.workers)).start()
+            self._crux = Executor(ExecutorConfig(static_checks=False, timeout_s=5.0, workers=self.workers, hash_seed=0)).start()
         return self._crux
 
     @property
