@@ -163,8 +163,8 @@ def deserialize_inputs(bench: str, task_id: str, inputs: list[Any]) -> list[Any]
 
 
 def py_text(value: Any) -> str:
-    """Python source for a value of literals, with inf and nan written so the sandbox's `eval` of the call (no
-    builtins) still builds them: `1e999`, `(1e999-1e999)`."""
+    """Python source for a value of literals that the sandbox's `eval` of the call (no builtins at all) turns back
+    into the value: inf and nan as `1e999` and `(1e999-1e999)`, the empty set as `{*()}`."""
     t = type(value)
     if t is float:
         if math.isnan(value):
@@ -173,16 +173,18 @@ def py_text(value: Any) -> str:
             return "1e999" if value > 0 else "-1e999"
         return repr(value)
     if t is complex:
-        return f"complex({py_text(value.real)}, {py_text(value.imag)})" if not all(map(math.isfinite, (value.real, value.imag))) else repr(value)  # noqa: E501
+        finite = math.isfinite(value.real) and math.isfinite(value.imag)
+        return repr(value) if finite else f"({py_text(value.real)} + {py_text(value.imag)} * 1j)"
     if t is list:
         return "[" + ", ".join(map(py_text, value)) + "]"
     if t is tuple:
         return "(" + "".join(py_text(v) + ", " for v in value) + ")"
     if t is dict:
         return "{" + ", ".join(f"{py_text(k)}: {py_text(v)}" for k, v in value.items()) + "}"
-    if t in (set, frozenset):
-        inner = ", ".join(map(py_text, value))
-        return f"{t.__name__}([{inner}])" if value or t is frozenset else "set()"
+    if t is set:
+        return "{" + ", ".join(map(py_text, value)) + "}" if value else "{*()}"  # no builtins: set() is no name
+    if t is frozenset:
+        raise TypeError("frozenset test inputs cannot be written without builtins; no benchmark has them")
     return repr(value)
 
 
