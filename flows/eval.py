@@ -1,6 +1,6 @@
 """Flow `azr-eval` (deployment `evaluate`): evaluate a model on a suite, and optionally run the promotion gate.
 
-    prefect deployment run azr-eval/evaluate -p model=models:/azr-policy/7 -p suite=cruxeval-o -p limit=100
+prefect deployment run azr-eval/evaluate -p model=models:/azr-policy/7 -p suite=cruxeval-o -p limit=100
 """
 
 from __future__ import annotations

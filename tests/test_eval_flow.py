@@ -49,7 +49,9 @@ def test_evaluate_deployment_on_the_real_server(tmp_path):
         flow_run = run([str(BIN / "prefect"), "deployment", "run", "azr-eval/evaluate", "-p", f"model={model}",
                         "-p", "suite=cruxeval-o,cruxeval-i", "-p", "limit=2", "-p", f"run_dir={run_dir}",
                         "-p", "max_new_tokens=4", "--watch", "--watch-timeout", "900"], env, 1000)  # fmt: skip
-        assert flow_run.returncode == 0 and "Completed" in flow_run.stdout, flow_run.stdout[-3000:] + flow_run.stderr[-3000:]
+        assert flow_run.returncode == 0 and "Completed" in flow_run.stdout, (
+            flow_run.stdout[-3000:] + flow_run.stderr[-3000:]
+        )
     finally:
         run([str(BIN / "azr"), "down"], env, 300)
     rows = connect(run_dir).execute("SELECT bench, item_id, correct, model FROM evals ORDER BY ALL").fetchall()
@@ -66,6 +68,9 @@ def test_the_flow_runs_without_a_server(tmp_path, monkeypatch):
     model = make_tiny_model_dir(tmp_path / "tiny", hidden=16, layers=1)
     out = evaluate(model=str(model), suite="cruxeval-o", limit=2, run_dir=str(tmp_path / "run"), max_new_tokens=4,
                    eval_overrides={"backend": "hf"})  # fmt: skip
-    assert out["evaluation"]["n"] == {"cruxeval-o": 2} and 0.0 <= out["evaluation"]["scores"]["cruxeval-o"]["pass@1"] <= 1.0
+    assert (
+        out["evaluation"]["n"] == {"cruxeval-o": 2}
+        and 0.0 <= out["evaluation"]["scores"]["cruxeval-o"]["pass@1"] <= 1.0
+    )
     assert connect(tmp_path / "run").execute("SELECT count(*) FROM evals").fetchone()[0] == 2
     json.dumps(out)  # the flow's result is plain data

@@ -17,7 +17,6 @@ from azr_core.eval.codetests import deserialize_inputs, outputs_match, py_text
 from azr_core.eval.mathgrade import grade_math
 from azr_core.eval.scoring import Graders, bench_score, pass_at_k, score
 from azr_core.eval.store import write_evals
-from azr_core.values import parse_literal
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +127,8 @@ def test_canonical_solutions_pass_and_broken_ones_fail(bench, graders, tmp_path,
 
 @pytest.mark.sandbox
 def test_eval_score_cli_format_and_errors(tmp_path):
-    rows = [{"id": "sample_1", "completion": "<answer>wrong</answer>"},
-            {"id": "sample_0", "completion": "<answer>[(4, 1), (4, 1), (4, 1), (4, 1), (2, 3), (2, 3)]</answer>"}]  # fmt: skip
+    gold = "<answer>[(4, 1), (4, 1), (4, 1), (4, 1), (2, 3), (2, 3)]</answer>"
+    rows = [{"id": "sample_1", "completion": "<answer>wrong</answer>"}, {"id": "sample_0", "completion": gold}]
     path = tmp_path / "c.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = azr("eval", "score", "cruxeval-o", str(path))

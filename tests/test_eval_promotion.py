@@ -120,7 +120,9 @@ def test_a_real_evaluation_of_a_registered_version_feeds_the_gate(uri, model_dir
     assert result.version == v1 and result.iteration == 1 and result.benches["cruxeval-o"].n == 3
     client = _client(uri)
     mv = client.get_model_version(name, str(v1))
-    assert float(mv.tags["azr.eval.cruxeval-o"]) == result.score("cruxeval-o") and mv.tags["azr.eval.cruxeval-o.n"] == "3"
+    assert (
+        float(mv.tags["azr.eval.cruxeval-o"]) == result.score("cruxeval-o") and mv.tags["azr.eval.cruxeval-o.n"] == "3"
+    )
     history = client.get_metric_history(mv.run_id, "eval/cruxeval-o")
     assert [(m.step, m.value) for m in history] == [(1, result.score("cruxeval-o"))]
     decision = promote(v1, PromotionConfig(suite="cruxeval-o", limit=3), name=name, tracking_uri=uri)

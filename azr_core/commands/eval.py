@@ -20,15 +20,20 @@ import typer
 eval_app = typer.Typer(help="Evaluate models on the paper's benchmarks.", no_args_is_help=True)
 
 BENCH_HELP = "cruxeval-o, cruxeval-i, humaneval+, mbpp+, aime24, aime25, amc23, math500, minerva, olympiadbench, gsm8k"
+MODEL_HELP = "A model folder, an HF id, models:/azr-policy/N or models:/azr-policy@alias."
+SUITE_HELP = f"A suite (paper, code, math, all) or a comma list of: {BENCH_HELP}."
+RUN_HELP = "Write every answer and grade to this run folder's evals table."
+DATA_HELP = "Folder with your own copy of the benchmark files (same names and formats)."
+NO_MLFLOW_HELP = "Do not log the scores of a registered version to MLflow."
 
 
 @eval_app.command("run")
 def run(
-    model: Annotated[str, typer.Option(help="A model folder, an HF id, models:/azr-policy/N or models:/azr-policy@alias.")],
-    suite: Annotated[str, typer.Option(help=f"A suite (paper, code, math, all) or a comma list of: {BENCH_HELP}.")] = "paper",
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
+    suite: Annotated[str, typer.Option(help=SUITE_HELP)] = "paper",
     limit: Annotated[int | None, typer.Option(help="Only the first N items of each benchmark.")] = None,
-    run_dir: Annotated[Path | None, typer.Option("--run", help="Write every answer and grade to this run folder's evals table.")] = None,
-    data: Annotated[Path | None, typer.Option(help="Folder with your own copy of the benchmark files (same formats).")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run", help=RUN_HELP)] = None,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
     template: Annotated[str, typer.Option(help="raw (the paper's User/Assistant <think> template) or chat.")] = "raw",
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per answer.")] = 1024,
     batch_size: Annotated[int, typer.Option(help="Sequences generated together (hf backend).")] = 16,
@@ -36,7 +41,7 @@ def run(
     samples: Annotated[int, typer.Option(help="Completions per item (with --temperature > 0 for pass@k).")] = 1,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     pass_k: Annotated[list[int] | None, typer.Option("--pass-k", help="Report pass@k (repeatable).")] = None,
-    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help="Do not log the scores of a registered version.")] = False,
+    no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help=NO_MLFLOW_HELP)] = False,
 ) -> None:  # fmt: skip
     """Generate answers with MODEL and grade them; print a JSON summary of the scores."""
     from azr_core.eval.benchmarks import BenchmarkError
@@ -59,7 +64,7 @@ def run(
 def score_cmd(
     bench: Annotated[str, typer.Argument(help=BENCH_HELP)],
     completions: Annotated[Path, typer.Argument(help='JSON lines {"id", "completion"}; "-" reads stdin.')],
-    data: Annotated[Path | None, typer.Option(help="Folder with your own copy of the benchmark files.")] = None,
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
 ) -> None:
     """Grade completions without a model: one verdict line per input line on stdout, a summary on stderr."""
     from azr_core.eval import benchmarks

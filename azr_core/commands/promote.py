@@ -16,16 +16,19 @@ from typing import Annotated
 
 import typer
 
+SUITE_HELP = "Promotion suite (default: cruxeval-o,cruxeval-i,humaneval+,mbpp+)."
+EVALUATE_HELP = "Evaluate versions that lack a complete evaluation on the suite first (loads the models)."
+
 
 def promote_cmd(
     version: Annotated[int | None, typer.Option(help="The candidate version (default: the newest).")] = None,
     rollback: Annotated[bool, typer.Option("--rollback", help="Re-point champion at the previous champion.")] = False,
-    suite: Annotated[str | None, typer.Option(help="Promotion suite (default: cruxeval-o,cruxeval-i,humaneval+,mbpp+).")] = None,
+    suite: Annotated[str | None, typer.Option(help=SUITE_HELP)] = None,
     limit: Annotated[int | None, typer.Option(help="First N items of each promotion benchmark.")] = None,
     test: Annotated[str, typer.Option(help="bootstrap (paired bootstrap) or mcnemar (exact).")] = "bootstrap",
     confidence: Annotated[float, typer.Option(help="Promote only when p < 1 - confidence.")] = 0.95,
     margin: Annotated[float, typer.Option(help="Accuracy gap the candidate must exceed.")] = 0.0,
-    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Evaluate versions that lack a complete evaluation on the suite (loads the models).")] = False,
+    evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help=EVALUATE_HELP)] = False,
     max_new_tokens: Annotated[int, typer.Option(help="With --evaluate: tokens per answer.")] = 1024,
     name: Annotated[str, typer.Option(help="Registered model name.")] = "azr-policy",
 ) -> None:  # fmt: skip

@@ -1,6 +1,6 @@
 """`azr report RUN_DIR [--out DIR]`: a self-contained HTML page of a run (plots embedded) plus the PNGs.
 
-    azr report runs/azr --out /tmp/azr-report && xdg-open /tmp/azr-report/index.html
+azr report runs/azr --out /tmp/azr-report && xdg-open /tmp/azr-report/index.html
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from typing import Annotated
 
 import typer
 
+CHAMPION_HELP = "Version to mark as champion (default: the registry's champion alias)."
+MLFLOW_HELP = "Also log the page and plots to the run's MLflow run as artifacts."
+
 
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="The run folder.")],
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: RUN_DIR/report).")] = None,
-    champion: Annotated[int | None, typer.Option(help="Version to mark as champion (default: the registry's alias).")] = None,
-    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="Also log the plots to the run's MLflow run.")] = True,
+    champion: Annotated[int | None, typer.Option(help=CHAMPION_HELP)] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help=MLFLOW_HELP)] = True,
 ) -> None:  # fmt: skip
     """Learning curves, evaluation scores, task mix, program statistics and example rollouts of a run."""
     from azr_core.report import build_report

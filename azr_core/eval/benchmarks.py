@@ -55,8 +55,18 @@ BENCHMARKS: dict[str, Benchmark] = {
 SUITES: dict[str, tuple[str, ...]] = {
     "code": ("cruxeval-o", "cruxeval-i", "humaneval+", "mbpp+"),
     "math": ("aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench"),
-    "paper": ("cruxeval-o", "cruxeval-i", "humaneval+", "mbpp+", "aime24", "aime25", "amc23", "math500", "minerva",
-              "olympiadbench"),  # fmt: skip
+    "paper": (
+        "cruxeval-o",
+        "cruxeval-i",
+        "humaneval+",
+        "mbpp+",
+        "aime24",
+        "aime25",
+        "amc23",
+        "math500",
+        "minerva",
+        "olympiadbench",
+    ),  # fmt: skip
     "all": tuple(BENCHMARKS),
 }
 
@@ -131,7 +141,9 @@ def _code(name: str, _i: int, row: dict[str, Any]) -> Item:
         extra={
             "entry_point": row["entry_point"],
             "prompt": row["prompt"],
-            "canonical": (row["prompt"] + row["canonical_solution"]) if name == "humaneval+" else row["canonical_solution"],
+            "canonical": (row["prompt"] + row["canonical_solution"])
+            if name == "humaneval+"
+            else row["canonical_solution"],
             "base_input": base,
             "plus_input": plus,
             "atol": float(row.get("atol") or 0),

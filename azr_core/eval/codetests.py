@@ -32,7 +32,7 @@ _NOT_LITERAL = object()
 
 # The driver runs after the candidate's code, in its module: it captures the entry point first (a candidate may
 # itself be named `f`), then defines the `f` the sandbox runner calls. Its imports are the sandbox's own business.
-_DRIVER = '''
+_DRIVER = """
 
 _azr_entry = {entry}
 
@@ -69,7 +69,8 @@ def f(_azr_inputs, _azr_limits, _azr_not_none):
             else:
                 _azr_out.append(("ok", _azr_text, _azr_time.perf_counter() - _azr_start))
         except _AzrTimeout:
-            _azr_out.append(("timeout", "time limit of %.3gs" % _azr_limits[_azr_i], _azr_time.perf_counter() - _azr_start))
+            _azr_wall = _azr_time.perf_counter() - _azr_start
+            _azr_out.append(("timeout", "time limit of %.3gs" % _azr_limits[_azr_i], _azr_wall))
             break
         except BaseException as _azr_exc:
             _azr_signal.setitimer(_azr_signal.ITIMER_REAL, 0)
@@ -77,7 +78,7 @@ def f(_azr_inputs, _azr_limits, _azr_not_none):
             if _azr_limits is not None:
                 break  # a candidate that raises has failed: the rest would only cost time
     return _azr_out
-'''
+"""
 
 #: MBPP+ entry points whose expected output is only "not None" (they return match objects), and the special oracles
 #: evalplus applies (facts of the benchmark, from evalplus's evaluator).

@@ -170,8 +170,8 @@ def promote(
         decision = Decision(promoted=False, outcome="rejected", reason=f"version {version} is already champion", **base)
     elif incomplete:
         what = "; ".join(f"version {v}: {', '.join(m)}" for v, m in incomplete.items())
-        decision = Decision(promoted=False, outcome="incomplete",
-                            reason=f"no complete evaluation on the promotion suite ({what}): no promotion", **base)  # fmt: skip
+        why = f"no complete evaluation on the promotion suite ({what}): no promotion"
+        decision = Decision(promoted=False, outcome="incomplete", reason=why, **base)
     elif champion is None:
         n = sum(len(x) for x in evidence[version].values())
         decision = Decision(promoted=True, outcome="first-champion", reason="no champion yet: the first complete "

@@ -197,10 +197,23 @@ def _evaluate_bench(bench, items, cfg: EvalConfig, backend, tokenizer, graders: 
 
         now = datetime.now(UTC)
         rows = [
-            {"eval_id": result.eval_id, "model": result.model, "model_version": result.version,
-             "iteration": result.iteration, "bench": bench, "item_id": g.id, "sample": s, "template": cfg.template,
-             "prompt": p, "completion": c, "answer": g.answer, "correct": g.correct, "reason": g.reason,
-             "completion_tokens": n, "created_at": now}  # fmt: skip
+            {
+                "eval_id": result.eval_id,
+                "model": result.model,
+                "model_version": result.version,
+                "iteration": result.iteration,
+                "bench": bench,
+                "item_id": g.id,
+                "sample": s,
+                "template": cfg.template,
+                "prompt": p,
+                "completion": c,
+                "answer": g.answer,
+                "correct": g.correct,
+                "reason": g.reason,
+                "completion_tokens": n,
+                "created_at": now,
+            }  # fmt: skip
             for g, s, p, c, n in zip(grades, sample, flat_prompts, texts, tokens, strict=True)
         ]
         write_evals(run_dir, result.eval_id, bench, rows)

@@ -44,7 +44,9 @@ class Graders:
     @property
     def crux(self) -> Executor:
         if self._crux is None:
-            self._crux = Executor(ExecutorConfig(static_checks=False, timeout_s=5.0, workers=self.workers, hash_seed=0)).start()
+            self._crux = Executor(
+                ExecutorConfig(static_checks=False, timeout_s=5.0, workers=self.workers, hash_seed=0)
+            ).start()
         return self._crux
 
     @property
@@ -80,8 +82,8 @@ def score(bench: str, items: Sequence[Item], completions: Sequence[str], graders
         verdicts = grade_math([(it.gold, a) for it, a in zip(items, answers, strict=True)])
         return [Grade(it.id, v.correct, a, v.reason) for it, a, v in zip(items, answers, verdicts, strict=True)]
     if kind == "code":
-        programs = [extract_code(c, it.extra["entry_point"], it.extra["prompt"]) for it, c in zip(items, completions,
-                                                                                                   strict=True)]  # fmt: skip
+        pairs = zip(items, completions, strict=True)
+        programs = [extract_code(c, it.extra["entry_point"], it.extra["prompt"]) for it, c in pairs]
         verdicts = grade_code(bench, list(items), programs, graders.code, graders.code_limits)
         return [Grade(it.id, v.correct, p, v.reason) for it, p, v in zip(items, programs, verdicts, strict=True)]
     answers = [extract_answer(c) for c in completions]

@@ -157,8 +157,9 @@ document.body.setAttribute('data-images-ok',ok+'/'+i.length);});</script>"""
 
 def _html(run_dir: Path, figs: list[Figure], scores, champion, examples) -> str:
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>AZR report: {e(run_dir.name)}</title>"
-             f"<style>{_CSS}</style>{_CHECK}</head><body>", f"<h1>AZR run <code>{e(str(run_dir))}</code></h1>"]  # fmt: skip
+    head = f"<title>AZR report: {e(run_dir.name)}</title><style>{_CSS}</style>{_CHECK}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>{head}</head><body>",
+             f"<h1>AZR run <code>{e(str(run_dir))}</code></h1>"]  # fmt: skip
     if not figs:
         parts.append("<p>No committed training iterations or evaluations yet.</p>")
     for f in figs:
