@@ -114,16 +114,20 @@ def test_win_loss_tie_missing_and_rollback(uri, model_dir, tmp_path):
 def test_a_real_evaluation_of_a_registered_version_feeds_the_gate(uri, model_dir, tmp_path):
     name = "gate-real"
     v1 = register(uri, name, model_dir, tmp_path, 1)
-    cfg = EvalConfig(suite="cruxeval-o", limit=3, max_new_tokens=4, batch_size=3, backend="hf")
+    # Two samples at temperature 1 with pass@1 and pass@2, on a benchmark whose name MLflow would refuse as is.
+    cfg = EvalConfig(suite="cruxeval-o,humaneval+", limit=2, max_new_tokens=4, batch_size=4, backend="hf",
+                     samples=2, temperature=1.0, pass_k=[1, 2])  # fmt: skip
     result = evaluate(f"models:/{name}/{v1}", cfg, run_dir=tmp_path / "evals-run", tracking_uri=uri,
                       progress=lambda m: None)  # fmt: skip
-    assert result.version == v1 and result.iteration == 1 and result.benches["cruxeval-o"].n == 3
+    assert result.version == v1 and result.iteration == 1 and result.benches["cruxeval-o"].n == 2
     client = _client(uri)
     mv = client.get_model_version(name, str(v1))
-    assert (
-        float(mv.tags["azr.eval.cruxeval-o"]) == result.score("cruxeval-o") and mv.tags["azr.eval.cruxeval-o.n"] == "3"
-    )
+    score = result.score("cruxeval-o")
+    assert float(mv.tags["azr.eval.cruxeval-o"]) == score and mv.tags["azr.eval.cruxeval-o.n"] == "2"
+    assert "azr.eval.humanevalplus.pass_at_2" in mv.tags
     history = client.get_metric_history(mv.run_id, "eval/cruxeval-o")
-    assert [(m.step, m.value) for m in history] == [(1, result.score("cruxeval-o"))]
-    decision = promote(v1, PromotionConfig(suite="cruxeval-o", limit=3), name=name, tracking_uri=uri)
+    assert [(m.step, m.value) for m in history] == [(1, score)]
+    assert [m.step for m in client.get_metric_history(mv.run_id, "eval/humanevalplus/pass_at_2")] == [1]
+    decision = promote(v1, PromotionConfig(suite="cruxeval-o,humaneval+", limit=2), name=name, tracking_uri=uri)
     assert decision.outcome == "first-champion" and alias(uri, name, CHAMPION) == v1
+    assert set(decision.scores[str(v1)]) == {"cruxeval-o", "humaneval+"}

@@ -4,7 +4,8 @@
 
 MODEL is a folder, an HF id, `models:/azr-policy/N` or `models:/azr-policy@alias`; a registered version's scores go
 to MLflow on the training run that made it (metric `eval/<bench>` at its iteration's step) and on the version
-itself (tags `azr.eval.<bench>`), with the per-item verdicts as a run artifact the promotion gate reads.
+itself (tags `azr.eval.<bench>`; MLflow names allow no `+` or `@`: `humanevalplus`, `pass_at_k`), with the per-item
+verdicts as a run artifact the promotion gate reads.
 """
 
 from __future__ import annotations
@@ -221,9 +222,14 @@ def _evaluate_bench(bench, items, cfg: EvalConfig, backend, tokenizer, graders: 
                        graders.executor_seconds() - exec_before, sum(tokens))  # fmt: skip
 
 
+def mlflow_bench_name(bench: str) -> str:
+    """A benchmark's name as MLflow metric and tag names allow it: `humaneval+` is `humanevalplus`."""
+    return bench.replace("+", "plus")
+
+
 def items_artifact(version: int, bench: str) -> str:
     """Where a version's per-item verdicts on `bench` live among its training run's artifacts."""
-    return f"evals/version-{version}/{bench.replace('+', 'plus')}.json"
+    return f"evals/version-{version}/{mlflow_bench_name(bench)}.json"
 
 
 def log_scores(result: EvalResult, ref: ModelRef, cfg: EvalConfig, *, tracking_uri: str | None = None) -> None:
@@ -240,11 +246,12 @@ def log_scores(result: EvalResult, ref: ModelRef, cfg: EvalConfig, *, tracking_u
     ts = int(time.time() * 1000)
     metrics, tags = [], {}
     for bench, r in result.benches.items():
+        safe = mlflow_bench_name(bench)
         for key, value in r.scores.items():
-            name = f"eval/{bench}" if key == "pass@1" else f"eval/{bench}/{key}"
-            metrics.append(Metric(name.replace("+", "plus"), value, ts, step))
-            tags[f"azr.eval.{bench}" + ("" if key == "pass@1" else f".{key}")] = f"{value:.6f}"
-        tags[f"azr.eval.{bench}.n"] = str(r.n)
+            k = key.replace("pass@", "pass_at_")  # MLflow names allow no '@' (nor '+')
+            metrics.append(Metric(f"eval/{safe}" if key == "pass@1" else f"eval/{safe}/{k}", value, ts, step))
+            tags[f"azr.eval.{safe}" + ("" if key == "pass@1" else f".{k}")] = f"{value:.6f}"
+        tags[f"azr.eval.{safe}.n"] = str(r.n)
         if ref.run_id:
             payload = {"version": ref.version, "bench": bench, "limit": cfg.limit, "n": r.n, "eval_id": result.eval_id,
                        "template": cfg.template, "samples": cfg.samples, "items": r.items}  # fmt: skip
