@@ -44,6 +44,8 @@ def run(
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help=NO_MLFLOW_HELP)] = False,
 ) -> None:  # fmt: skip
     """Generate answers with MODEL and grade them; print a JSON summary of the scores."""
+    from mlflow.exceptions import MlflowException
+
     from azr_core.eval.benchmarks import BenchmarkError
     from azr_core.eval.config import EvalConfig
     from azr_core.eval.run import evaluate
@@ -54,7 +56,8 @@ def run(
                          pass_k=pass_k or [1])  # fmt: skip
         result = evaluate(model, cfg, run_dir=run_dir, log_mlflow=not no_mlflow,
                           progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
-    except (BenchmarkError, ValueError) as exc:
+    except (BenchmarkError, ValueError, OSError, MlflowException) as exc:
+        # A bad suite or option, a model folder or HF id that does not load, an unknown registered version.
         print(f"azr eval run: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     print(json.dumps(result.summary()))
