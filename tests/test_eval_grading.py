@@ -120,8 +120,7 @@ def test_canonical_solutions_pass_and_broken_ones_fail(bench, tmp_path, monkeypa
         grades = score(bench, items, canonical, graders)
         failing = score(bench, items, _broken(items), graders)
     assert [g.id for g in grades if not g.correct] == []
-    # Mbpp/164's special oracle accepts any output (its reference is wrong): the one broken solution that passes.
-    assert [g.id for g in failing if g.correct] == ([] if bench == "humaneval+" else ["Mbpp/164"])
+    assert [g.id for g in failing if g.correct] == []
     assert all(g.reason for g in failing if not g.correct)
 
 
