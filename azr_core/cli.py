@@ -20,6 +20,9 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "azr_core.commands.executor": ("validate", "grade", "sandbox-setup"),
     "azr_core.commands.model": ("model",),
     "azr_core.commands.stack": ("up", "down", "status"),
+    "azr_core.commands.eval": ("eval",),
+    "azr_core.commands.promote": ("promote",),
+    "azr_core.commands.report": ("report",),
 }
 
 

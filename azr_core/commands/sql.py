@@ -4,7 +4,8 @@
     azr sql --schema --run runs/azr
     azr sql "SELECT * FROM tasks" --format parquet --output tasks.parquet
 
-Views: proposals, tasks, rollouts, iterations (committed iterations only; safe while training writes). A bad query
+Views: proposals, tasks, rollouts, iterations (committed iterations only; safe while training writes), and evals
+(every evaluation written to the folder, `azr eval run --run`). A bad query
 prints DuckDB's error and exits with status 1; a missing or foreign run folder exits with status 2.
 
 This is the typer declaration (help, `azr --help`); `azr sql ...` itself runs through the same `run_sql` without

@@ -83,7 +83,7 @@ def _export(con: Any, query_rel: Any, fmt: OutputFormat, output: Path) -> None:
 
 def _print_schema(con: Any, run: Path, fmt: OutputFormat, out: TextIO) -> None:
     from azr_core.store.layout import read_commit
-    from azr_core.store.schema import PARTITION_COLUMN, TABLES
+    from azr_core.store.schema import PARTITION_COLUMN, SIDE_TABLES, TABLES
     from azr_core.store.views import describe
 
     views = describe(con)
@@ -95,8 +95,9 @@ def _print_schema(con: Any, run: Path, fmt: OutputFormat, out: TextIO) -> None:
         return
     out.write(f"run {run}: committed iteration {state.iteration if state else 'none'}\n")
     for table, cols in views.items():
-        meanings = {c.name: c.meaning for c in TABLES[table]}
-        meanings[PARTITION_COLUMN] = "the iteration that committed the row (partition)"
+        meanings = {c.name: c.meaning for c in (TABLES.get(table) or SIDE_TABLES[table])}
+        if table in TABLES:
+            meanings[PARTITION_COLUMN] = "the iteration that committed the row (partition)"
         out.write(f"\n{table}\n")
         name_w = max(len(c) for c, _ in cols)
         type_w = max(len(t) for _, t in cols)

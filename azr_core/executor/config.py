@@ -60,6 +60,13 @@ class ExecutorConfig(Section):
         description="Unprivileged user the sandbox runs as when the executor runs as root (process limits do not "
         "bind root). Created by infra/setup.sh (`azr sandbox-setup`).",
     )
+    hash_seed: int | None = Field(
+        None,
+        ge=0,
+        description="PYTHONHASHSEED of every worker. None: a different random seed per worker (self-play's "
+        "determinism check relies on it). A fixed value makes set and dict-of-str orders agree between workers, "
+        "which benchmark grading needs (an expected output computed in one worker, compared with another's).",
+    )
     python: str = Field(
         "/usr/bin/python3",
         description="Interpreter inside the sandbox: the system python, since firejail's private home hides venvs "

@@ -206,7 +206,8 @@ class WorkerPool:
 
     # -- internals ------------------------------------------------------------------------------------------------
     def _spawn(self, index: int) -> _Worker:
-        spec = launch_spec(self.cfg, hash_seed=self._seeds.randrange(1, 1 << 31))
+        seed = self.cfg.hash_seed if self.cfg.hash_seed is not None else self._seeds.randrange(1, 1 << 31)
+        spec = launch_spec(self.cfg, hash_seed=seed)
         init = dict(self._init, own_pid_namespace=spec.own_pid_namespace, limit_processes=spec.limit_processes)
         return _Worker(index, spec, init, expect_sandbox=self.cfg.sandbox == "firejail")
 

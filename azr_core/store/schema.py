@@ -97,6 +97,28 @@ TABLES: dict[str, tuple[Column, ...]] = {
     ),
 }
 
+#: Tables written outside the iteration commit (an evaluation runs after its version was committed, often from
+#: another process): flat files `run_dir/<table>/part-*.parquet`, each written atomically and visible at once.
+SIDE_TABLES: dict[str, tuple[Column, ...]] = {
+    "evals": (
+        Column("eval_id", _V, "one `azr eval run` (or eval flow run): all its rows share it"),
+        Column("model", _V, "what was evaluated: a folder, an HF id or models:/azr-policy/N"),
+        Column("model_version", _I, "registered model version; null for a folder or HF id"),
+        Column("iteration", _I, "training iteration of the version; null when unknown"),
+        Column("bench", _V, "benchmark: cruxeval-o, humaneval+, math500, ..."),
+        Column("item_id", _V, "the benchmark's item id"),
+        Column("sample", _I, "sample index of the item (0 for greedy)"),
+        Column("template", _V, "raw | chat"),
+        Column("prompt", _V, "the prompt text"),
+        Column("completion", _V, "the generated text"),
+        Column("answer", _V, "the answer taken from it (code benchmarks: the program)"),
+        Column("correct", _B, "the grader's verdict"),
+        Column("reason", _V, "why it is wrong; null when correct"),
+        Column("completion_tokens", _I, "generated tokens"),
+        Column("created_at", "TIMESTAMPTZ", "when the evaluation finished"),
+    ),
+}
+
 #: Id columns that get Parquet Bloom filters, so `WHERE task_id = '...'` skips row groups without the id.
 BLOOM_COLUMNS: dict[str, tuple[str, ...]] = {
     "proposals": ("proposal_id", "task_id"),
@@ -138,10 +160,11 @@ def schema_for(table: str) -> pa.Schema:
     """The Parquet schema of `table`, with the schema version and table name in its metadata."""
     import pyarrow as pa
 
-    if table not in TABLES:
-        raise SchemaError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    columns = TABLES.get(table) or SIDE_TABLES.get(table)
+    if columns is None:
+        raise SchemaError(f"unknown table {table!r}; tables: {', '.join([*TABLES, *SIDE_TABLES])}")
     return pa.schema(
-        [(c.name, _arrow_type(c.sql_type)) for c in TABLES[table]],
+        [(c.name, _arrow_type(c.sql_type)) for c in columns],
         metadata={b"azr.schema_version": str(SCHEMA_VERSION).encode(), b"azr.table": table.encode()},
     )
 

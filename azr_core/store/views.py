@@ -22,7 +22,7 @@ from azr_core.store.layout import (
     read_partitions_sql,
     sql_str,
 )
-from azr_core.store.schema import PARTITION_COLUMN, TABLES
+from azr_core.store.schema import PARTITION_COLUMN, SIDE_TABLES, TABLES
 
 
 def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction) -> str:
@@ -48,8 +48,18 @@ def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction)
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {cols}, CAST(NULL AS INTEGER) AS {PARTITION_COLUMN} WHERE false"
 
 
+def _side_view_sql(run_dir: Path, table: str) -> str:
+    # Side tables (evals) are flat, and each file is complete once renamed into place: all of them are read.
+    files = sorted((run_dir / table).glob("part-*.parquet"))
+    if files:
+        listed = ", ".join(sql_str(str(f)) for f in files)
+        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+    cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in SIDE_TABLES[table])
+    return f"CREATE OR REPLACE VIEW {table} AS SELECT {cols} WHERE false"
+
+
 def connect(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per table (proposals, tasks, rollouts, iterations).
+    """An in-memory DuckDB connection with one view per table (proposals, tasks, rollouts, iterations, evals).
 
     Raises StoreError for a folder that is not a run, SchemaVersionError for one written by another schema version.
     """
@@ -64,11 +74,14 @@ def connect(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -
     con.execute("SET parquet_metadata_cache = true")
     for table in TABLES:
         con.execute(_view_sql(run_dir, table, committed, compaction))
+    for table in SIDE_TABLES:
+        con.execute(_side_view_sql(run_dir, table))
     return con
 
 
 def describe(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
     """(column, DuckDB type) of every view, in table order."""
     return {
-        table: [(name, str(typ)) for name, typ, *_ in con.execute(f"DESCRIBE {table}").fetchall()] for table in TABLES
+        table: [(name, str(typ)) for name, typ, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
+        for table in [*TABLES, *SIDE_TABLES]
     }

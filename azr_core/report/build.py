@@ -1,0 +1,189 @@
+"""Building the report: matplotlib PNGs, then one HTML page that embeds them (base64), so it travels alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from azr_core.report import data
+
+TYPES = ("deduction", "abduction", "induction")
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    path: Path
+
+
+def _plot(out: Path, name: str, title: str, panels: list[tuple[str, data.Series]], ylabel: str = "",
+          mark: dict[str, int] | None = None) -> Figure | None:  # fmt: skip
+    """One PNG with a panel per (subtitle, series); None when every series is empty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(t, s) for t, s in panels if s]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
+    for ax, (subtitle, series) in zip(axes[0], panels, strict=True):
+        for label, points in sorted(series.items()):
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        ax.set_title(subtitle, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if len(series) > 1 or mark:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Figure(name, title, path)
+
+
+def _strip(series: data.Series, prefix: str) -> data.Series:
+    return {k.removeprefix(prefix): v for k, v in series.items()}
+
+
+def _eval_figure(out: Path, scores: dict[str, list[tuple[int, float, int]]], champion: int | None) -> Figure | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not scores:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for bench, rows in sorted(scores.items()):
+        xs = [v for v, _, _ in rows]
+        ax.plot(xs, [a for _, a, _ in rows], marker="o", label=f"{bench} (n={rows[-1][2]})")
+    if champion is not None:
+        ax.axvline(champion, color="goldenrod", linestyle="--", label=f"champion: v{champion}")
+    ax.set_xlabel("model version")
+    ax.set_ylabel("accuracy (pass@1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Evaluation scores per registered version")
+    fig.tight_layout()
+    path = out / "eval_scores.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Figure("eval_scores", "Evaluation scores per version", path)
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, champion: int | None = None,
+                 log_mlflow: bool = False, tracking_uri: str | None = None) -> Path:  # fmt: skip
+    """Write `out_dir/index.html` and the PNGs beside it (default out_dir: run_dir/report); returns the page.
+
+    `champion`: the version to mark on the evaluation plot (default: the registry's `champion` alias, when the
+    tracking store is reachable). With `log_mlflow`, the PNGs and the page go to the run's MLflow run as artifacts.
+    """
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir / "report"
+    con = data.open_run(run_dir)  # first: a wrong folder is refused before anything is created in it
+    out.mkdir(parents=True, exist_ok=True)
+    ms = data.metric_series
+    figs: list[Figure | None] = [
+        _plot(out, "validity", "Proposal validity and format", [
+            ("valid proposals", _strip(ms(con, "valid_rate/%"), "valid_rate/")),
+            ("proposer format", _strip(ms(con, "format_rate/propose/%"), "format_rate/propose/")),
+        ], "share"),
+        _plot(out, "rejections", "Rejection reasons of invalid proposals", [
+            (t, _strip(ms(con, f"invalid/{t}/%"), f"invalid/{t}/")) for t in TYPES
+        ], "proposals"),
+        _plot(out, "solver", "Solver accuracy and format", [
+            ("accuracy", _strip(ms(con, "solve_accuracy/%"), "solve_accuracy/")),
+            ("solver format", _strip(ms(con, "format_rate/solve/%"), "format_rate/solve/")),
+        ], "share"),
+        _plot(out, "rewards", "Mean reward per (role, type) group", [
+            ("reward", _strip(ms(con, "reward_mean/%"), "reward_mean/"))], "reward"),
+        _plot(out, "loss", "Training", [("loss", _strip(ms(con, "train/%loss%"), "train/")),
+                                        ("other", _strip(ms(con, "train/grad%"), "train/"))]),
+        _plot(out, "seconds", "Seconds per stage", [("stage", _strip(ms(con, "seconds/%"), "seconds/"))], "s"),
+        _plot(out, "task_mix", "Task-type mix (tasks added per iteration)", [("tasks", data.task_mix(con))], "tasks"),
+    ]  # fmt: skip
+    length, nodes = data.program_stats(con)
+    figs.append(_plot(out, "programs", "Proposed programs", [("length (characters)", length),
+                                                             ("complexity (AST nodes)", nodes)]))  # fmt: skip
+    scores = data.eval_scores(con)
+    if champion is None and scores:
+        champion = _champion(tracking_uri)
+    figs.append(_eval_figure(out, scores, champion))
+    made = [f for f in figs if f is not None]
+    page = out / "index.html"
+    page.write_text(_html(run_dir, made, scores, champion, data.examples(con)), encoding="utf-8")
+    if log_mlflow:
+        _log(run_dir, out, tracking_uri)
+    return page
+
+
+def _champion(tracking_uri: str | None) -> int | None:
+    try:
+        from azr_core.tracking import get_version_by_alias
+
+        return int(get_version_by_alias("azr-policy", "champion", tracking_uri=tracking_uri).version)
+    except Exception:  # noqa: BLE001 - no store, no model, no alias: nothing to mark
+        return None
+
+
+def _log(run_dir: Path, out: Path, tracking_uri: str | None) -> None:
+    from azr_core.tracking import Tracker, TrackingConfig
+
+    tracker = Tracker(run_dir, TrackingConfig(tracking_uri=tracking_uri) if tracking_uri else None)
+    if tracker.run_id:
+        tracker.client.log_artifacts(tracker.run_id, str(out), "report")
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}h2{border-bottom:1px solid #ccc;padding-bottom:.2em}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px;white-space:pre-wrap}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
+.ok{color:#070}.bad{color:#a00}.champ{background:#fff3c4}"""
+
+# A real browser decodes every image; the page records that it did (a test reads it from the rendered DOM).
+_CHECK = """<script>window.addEventListener('load',function(){var i=document.images,ok=0;
+for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)ok++;}
+document.body.setAttribute('data-images-ok',ok+'/'+i.length);});</script>"""
+
+
+def _html(run_dir: Path, figs: list[Figure], scores, champion, examples) -> str:
+    e = html.escape
+    head = f"<title>AZR report: {e(run_dir.name)}</title><style>{_CSS}</style>{_CHECK}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'>{head}</head><body>",
+             f"<h1>AZR run <code>{e(str(run_dir))}</code></h1>"]  # fmt: skip
+    if not figs:
+        parts.append("<p>No committed training iterations or evaluations yet.</p>")
+    for f in figs:
+        b64 = base64.b64encode(f.path.read_bytes()).decode()
+        parts.append(f"<h2>{e(f.title)}</h2><img alt='{e(f.name)}' src='data:image/png;base64,{b64}'>")
+    if scores:
+        versions = sorted({v for rows in scores.values() for v, _, _ in rows})
+        parts.append("<h2>Scores</h2><table><tr><th>bench</th>" + "".join(
+            f"<th{' class=champ' if v == champion else ''}>v{v}{' (champion)' if v == champion else ''}</th>"
+            for v in versions) + "</tr>")  # fmt: skip
+        for bench, rows in sorted(scores.items()):
+            by = {v: a for v, a, _ in rows}
+            parts.append(f"<tr><th>{e(bench)}</th>" + "".join(
+                f"<td>{by[v]:.3f}</td>" if v in by else "<td></td>" for v in versions) + "</tr>")  # fmt: skip
+        parts.append("</table>")
+    if examples:
+        parts.append("<h2>Example tasks and their rollouts</h2>")
+        for ex in examples:
+            io = json.dumps({k: ex[k] for k in ("input", "output", "message") if ex[k]}, ensure_ascii=False)
+            parts.append(f"<h3>{e(ex['task_type'])} task {e(ex['task_id'][:12])} (iteration {ex['iteration']})</h3>"
+                         f"<pre>{e(ex['program'] or '')}</pre><p>{e(io)}</p>")  # fmt: skip
+            for r in ex["rollouts"]:
+                cls = "ok" if r["correct"] else "bad"
+                parts.append(f"<p class={cls}>answer {e(str(r['answer']))}, correct {r['correct']}, reward "
+                             f"{r['reward']}</p><pre>{e((r['completion'] or '')[:2000])}</pre>")  # fmt: skip
+    parts.append("</body></html>")
+    return "\n".join(parts)

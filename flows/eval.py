@@ -1,0 +1,41 @@
+"""Flow `azr-eval` (deployment `evaluate`): evaluate a model on a suite, and optionally run the promotion gate.
+
+prefect deployment run azr-eval/evaluate -p model=models:/azr-policy/7 -p suite=cruxeval-o -p limit=100
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, runtime
+
+from tasks import eval as t
+
+
+@flow(name="azr-eval", log_prints=True)
+def evaluate(
+    model: str = "models:/azr-policy@champion",
+    suite: str = "cruxeval-o,cruxeval-i",
+    limit: int | None = None,
+    run_dir: str | None = None,
+    max_new_tokens: int = 1024,
+    template: str = "raw",
+    eval_overrides: dict[str, Any] | None = None,
+    promote: bool = False,
+    promotion: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` (folder, HF id or models:/ URI); with `promote`, judge its registered version as well."""
+    config = {"suite": suite, "limit": limit, "max_new_tokens": max_new_tokens, "template": template,
+              **(eval_overrides or {})}  # fmt: skip
+    summary = t.evaluate_model(model, config, run_dir)
+    result: dict[str, Any] = {"evaluation": summary}
+    if promote:
+        if summary.get("version") is None:
+            raise ValueError(f"promote=True needs a registered model (models:/...), not {model!r}")
+        result["promotion"] = t.promote_version(summary["version"], promotion or {}, config,
+                                                flow_run_id=runtime.flow_run.id)  # fmt: skip
+    return result
+
+
+if __name__ == "__main__":
+    evaluate()

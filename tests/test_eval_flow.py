@@ -1,0 +1,76 @@
+"""The `azr-eval` flow as a user runs it: the real local stack (Prefect server, process worker), `prefect deploy`,
+`prefect deployment run azr-eval/evaluate`, on a tiny random model; the evals rows land in the run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from azr_core.policy.tiny import make_tiny_model_dir
+from azr_core.store import connect
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_evaluate_deployment_on_the_real_server(tmp_path):
+    state = tmp_path / "stack"
+    model = make_tiny_model_dir(tmp_path / "tiny", hidden=16, layers=1)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "AZR_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        up = run([str(BIN / "azr"), "up", "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
+                  "--timeout", "600"], env, 900)  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        for line in up.stdout.splitlines():
+            if line.startswith("export PREFECT_API_URL="):
+                env["PREFECT_API_URL"] = line.split("=", 1)[1]
+        deploy = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "evaluate"], env, 600)
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        flow_run = run([str(BIN / "prefect"), "deployment", "run", "azr-eval/evaluate", "-p", f"model={model}",
+                        "-p", "suite=cruxeval-o,cruxeval-i", "-p", "limit=2", "-p", f"run_dir={run_dir}",
+                        "-p", "max_new_tokens=4", "--watch", "--watch-timeout", "900"], env, 1000)  # fmt: skip
+        assert flow_run.returncode == 0 and "Completed" in flow_run.stdout, (
+            flow_run.stdout[-3000:] + flow_run.stderr[-3000:]
+        )
+    finally:
+        run([str(BIN / "azr"), "down"], env, 300)
+    rows = connect(run_dir).execute("SELECT bench, item_id, correct, model FROM evals ORDER BY ALL").fetchall()
+    assert [(b, i) for b, i, _, _ in rows] == [("cruxeval-i", "sample_0"), ("cruxeval-i", "sample_1"),
+                                               ("cruxeval-o", "sample_0"), ("cruxeval-o", "sample_1")]  # fmt: skip
+    assert all(m == str(model) and isinstance(c, bool) for _, _, c, m in rows)
+
+
+def test_the_flow_runs_without_a_server(tmp_path, monkeypatch):
+    """The same flow called in-process (ephemeral Prefect API): the flow's result is the evaluation summary."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    from flows.eval import evaluate
+
+    model = make_tiny_model_dir(tmp_path / "tiny", hidden=16, layers=1)
+    out = evaluate(model=str(model), suite="cruxeval-o", limit=2, run_dir=str(tmp_path / "run"), max_new_tokens=4,
+                   eval_overrides={"backend": "hf"})  # fmt: skip
+    assert (
+        out["evaluation"]["n"] == {"cruxeval-o": 2}
+        and 0.0 <= out["evaluation"]["scores"]["cruxeval-o"]["pass@1"] <= 1.0
+    )
+    assert connect(tmp_path / "run").execute("SELECT count(*) FROM evals").fetchone()[0] == 2
+    json.dumps(out)  # the flow's result is plain data
