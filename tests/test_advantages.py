@@ -111,5 +111,3 @@ def test_degenerate_groups_give_zero_never_nan():
         group_normalize([float("nan"), 1.0], ["a", "a"])
     with pytest.raises(ValueError):
         trr_advantages([1.0], ["solve"], ["nope"])
-
-
