@@ -59,6 +59,7 @@ class Session:
             self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(cfg)
             self.policy = policy if policy is not None else _start_workers(cfg, self.run_dir)
             self.step = self._resume_policy()
+            self._remove_partial_checkpoints()
             self.tracker = Tracker(self.run_dir, cfg.tracking, run_name=cfg.run.name)
             self.tracker.log_config(cfg)
             from azr_core.selfplay.commit import repair_last_commit  # here: commit imports this module
@@ -89,6 +90,13 @@ class Session:
         found = sorted(p for p in root.glob("[0-9]*") if p.is_dir())
         for old in found[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
+
+    def _remove_partial_checkpoints(self) -> None:
+        """A checkpoint write killed half-way leaves `.<name>.partial` (never a committed checkpoint): drop it."""
+        root = self.checkpoint_dir(0).parent
+        for leftover in root.glob(".*.partial") if root.is_dir() else []:
+            log.warning("removing %s, left by a checkpoint write that never finished", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def close(self, status: str = "FINISHED", *, reason: str | None = None) -> None:
         """Release everything; the MLflow run ends with `status` (see `azr_core.tracking.end_status`)."""
