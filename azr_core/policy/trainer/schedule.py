@@ -1,9 +1,10 @@
 """The update schedule of one self-play iteration: old log-probs recomputed, then one optimiser step per mini-batch.
 
 As in the reference (veRL's actor under AZR's `coder7b.sh`): the iteration's sequences, concatenated group by group,
-are split in order into mini-batches of `mini_batch_size` (128 of 384: three steps), one pass over them. The old
-log-probs are recomputed by the trainer's model before the first step, so that the ratio clip measures how far the
-policy moved within the iteration, not how the sampler's numerics differ from the trainer's.
+are split in order into mini-batches of `mini_batch_size`, one pass over them; by default one mini-batch, the whole
+batch (the script's `ppo_mini_batch_size=128` is overridden to 384 by `main_azr_ppo.py`: one step per iteration).
+The old log-probs are recomputed by the trainer's model before the first step, so that the ratio clip measures how
+far the policy moved within the iteration, not how the sampler's numerics differ from the trainer's.
 
 A sequence whose advantage is 0 adds nothing to a pure policy-gradient loss, so with no entropy bonus and no KL term
 it is left out of the forward and backward passes; the mini-batch's token count still includes it, so the token-mean
