@@ -50,7 +50,7 @@ def self_play(
                 print(f"wall-clock budget of {budget_s:.0f}s reached: stopping before iteration {nxt}")
                 break
             began = time.monotonic()
-            last_commit = run_iteration(session, call=t.as_tasks(after=last_commit))
+            last_commit = run_iteration(session, call=t.as_tasks(after=last_commit))  # the commit's handoff
             last_s, done = time.monotonic() - began, done + 1
         last = session.last_iteration
         if last >= cfg.run.iterations:

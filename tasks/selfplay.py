@@ -27,13 +27,24 @@ def _log(summary: dict[str, Any]) -> None:
     get_run_logger().info("%s %s", summary.get("stage", ""), json.dumps(summary, default=str))
 
 
+class Handoff:
+    """A stage's result on its way to the next task. A plain object, not a dataclass: Prefect links a task to the
+    results it finds in its inputs, and it walks into dataclasses, where every stage result holds all the earlier
+    ones; a handoff links each task to the one before it only."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def _stage(name: str, fn: Callable[..., Any], doc: str):
     @task(name=name, task_run_name=f"{name} [it {{iteration}}]", cache_policy=NO_CACHE)
-    def run(session: Session, previous: Any, iteration: int, after: Any = None) -> Any:
+    def run(session: Session, previous: Any, iteration: int, after: Any = None) -> Handoff:
         # `after` only orders the graph: the first stage of an iteration follows the last commit (or open-run).
-        result = fn(session, previous)
+        result = fn(session, previous.value if isinstance(previous, Handoff) else previous)
         _log(result if isinstance(result, dict) else result.summary())
-        return result
+        return Handoff(result)
 
     run.__doc__ = doc
     return run
@@ -71,7 +82,8 @@ def as_tasks(after: Any) -> Callable[..., Any]:
     after `after` (the previous commit's summary, or the session open-run returned)."""
 
     def call(stage: Callable[..., Any], s: Session, previous: Any) -> Any:
-        iteration = previous if isinstance(previous, int) else previous.iteration  # seed gets the iteration
+        value = previous.value if isinstance(previous, Handoff) else previous
+        iteration = value if isinstance(value, int) else value.iteration  # seed gets the iteration
         return TASKS[stage](quote(s), previous, iteration, after=after if stage is stages.seed else None)
 
     return call

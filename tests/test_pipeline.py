@@ -176,15 +176,20 @@ def _stage_started(state: Path, name: str) -> bool:
 
 
 def _task_upstreams(env: dict[str, str]) -> dict[str, list[str]]:
-    """Task run name -> names of the task runs its inputs came from, for the newest completed flow run."""
+    """Task run name -> names of the task runs its inputs came from, for the newest completed flow run (the nightly
+    deployment's scheduled runs sort first by start time otherwise)."""
     code = (
         "import asyncio, json\n"
         "from prefect.client.orchestration import get_client\n"
-        "from prefect.client.schemas.filters import FlowRunFilter, TaskRunFilter, TaskRunFilterFlowRunId\n"
+        "from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,\n"
+        "    TaskRunFilter, TaskRunFilterFlowRunId)\n"
+        "from prefect.client.schemas.objects import StateType\n"
         "from prefect.client.schemas.sorting import FlowRunSort\n"
         "async def main():\n"
         "    async with get_client() as c:\n"
-        "        (fr,) = await c.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)\n"
+        "        ok = FlowRunFilterStateType(any_=[StateType.COMPLETED])\n"
+        "        done = FlowRunFilter(state=FlowRunFilterState(type=ok))\n"
+        "        (fr,) = await c.read_flow_runs(flow_run_filter=done, sort=FlowRunSort.START_TIME_DESC, limit=1)\n"
         "        mine = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[fr.id]))\n"
         "        trs = await c.read_task_runs(task_run_filter=mine)\n"
         "        names = {str(t.id): t.name for t in trs}\n"

@@ -20,8 +20,8 @@ def _direct(stage: Callable[..., Any], *args: Any) -> Any:
     return stage(*args)
 
 
-def run_iteration(s: Session, *, call: Callable[..., Any] = _direct) -> dict[str, Any]:
-    """Run the iteration after the last committed one and commit it; returns the commit's summary.
+def run_iteration(s: Session, *, call: Callable[..., Any] = _direct) -> Any:
+    """Run the iteration after the last committed one and commit it; returns the commit's summary (as `call` gives it).
 
     `call(stage, *args)` runs one stage (the default calls it; the flow wraps it in the stage's Prefect task).
     """
