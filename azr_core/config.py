@@ -183,6 +183,21 @@ class StoreConfig(_Section):
     )
 
 
+class EvaluationConfig(_Section):
+    """Evaluation of each model version the run registers (every `tracking.register_every` iterations). The commit
+    task emits the Prefect event `azr.model.registered`; the `evaluate` deployment's trigger (prefect.yaml) runs the
+    evaluation as a flow run of its own, so training neither waits for it nor fails with it."""
+
+    on_register: bool = Field(True, description="Announce each registered version for evaluation (the event).")
+    suite: str = Field("cruxeval-o,cruxeval-i", description="Quick suite: benchmarks (names or a suite) to run.")
+    limit: int = Field(64, ge=1, description="First N items of each benchmark of the quick suite.")
+    max_new_tokens: int = Field(1024, ge=1, description="Most tokens generated per answer.")
+    template: Literal["raw", "chat"] = Field("raw", description="Evaluation prompt template (raw: the paper's).")
+    promote: bool = Field(
+        False, description="After the evaluation, run the promotion gate on the version (challenger -> champion)."
+    )
+
+
 class AZRConfig(Section):
     """The whole configuration of a run."""
 
@@ -197,6 +212,7 @@ class AZRConfig(Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description=RolloutConfig.__doc__)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description=TrainerConfig.__doc__)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description=TrackingConfig.__doc__)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description=EvaluationConfig.__doc__)
 
     def to_yaml(self) -> str:
         """The resolved config as YAML (every field, defaults included)."""
@@ -215,7 +231,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "references_k": 2,
             "induction_inputs": 4,
             "learnability_rollouts": 4,
-            "batch_per_group": 4,
+            "batch_per_group": 6,  # 4 left 2 of 30 iterations with every group degenerate (no gradient)
             "prompt_template": "chat",  # an instruct model: its own chat template
             "response_prefill": "skeleton",
             "compact_prompts": True,
@@ -223,6 +239,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "lenient_parsing": True,
         },
         "buffers": {"seed_quota": 8, "seed_round_size": 8, "seed_max_rounds": 2},
+        "evaluation": {"limit": 16, "max_new_tokens": 160, "template": "chat"},  # minutes, not hours, on 2 cores
         "rewards": {"empty_answer_is_format_error": True},
         "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 128, "batch_size": 16},
         # One CPU rank: ZeRO has nothing to partition, and stage 2's flat gradient buckets cost a step 1.16x plain

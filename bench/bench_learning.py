@@ -107,7 +107,11 @@ def iteration_table(run_dir: str) -> list[str]:
 
     con = connect(run_dir)
     rows = con.execute("SELECT iteration, wall_s, metrics FROM iterations WHERE stage = 'train' ORDER BY 1").fetchall()
-    head = ["it", "wall_s"]
+    # groups with signal: (role, type) groups of the update batch where some advantage is non-zero (of 6)
+    live = dict(con.execute(
+        "SELECT iteration, count(DISTINCT role || task_type) FILTER (WHERE advantage <> 0) FROM rollouts "
+        "WHERE in_batch GROUP BY 1").fetchall())  # fmt: skip
+    head = ["it", "wall_s", "live"]
     for t in TYPES:
         k = t[:3]
         head += [f"{k}:p_fmt", f"{k}:p_val", f"{k}:p_new", f"{k}:s_fmt", f"{k}:s_acc", f"{k}:r_prop", f"{k}:r_solve"]
@@ -116,7 +120,7 @@ def iteration_table(run_dir: str) -> list[str]:
     lines = ["\t".join(head)]
     for it, wall, m in rows:
         m = dict(m)
-        cells = [str(it), f"{wall:.0f}"]
+        cells = [str(it), f"{wall:.0f}", str(live.get(it, 0))]
         for t in TYPES:
             cells += [f"{m.get(k, float('nan')):.2f}" for k in (
                 f"format_rate/propose/{t}", f"valid_rate/{t}", f"distinct_new_rate/{t}", f"format_rate/solve/{t}",
@@ -178,6 +182,8 @@ def main() -> None:
     if walls:
         print(f"median iteration wall time: {statistics.median(walls):.0f}s over {len(walls)} iterations")
         print(f"median wall time after the seeding iteration: {statistics.median(walls[1:] or walls):.0f}s")
+        dead = [line.split("\t")[0] for line in lines[1:] if line.split("\t")[2] == "0"]
+        print(f"iterations with every group degenerate (no gradient): {len(dead)} {dead}")
     print("\n# probe (greedy; mean [95% bootstrap interval])")
     half = len(tasks) // 2
     for it, res in sorted(probes.items()):

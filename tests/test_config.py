@@ -48,7 +48,7 @@ def test_default_profile_is_the_papers_settings():
 def test_cpu_tiny_profile_is_small_and_bounded():
     cfg = load_config(profile="cpu-tiny")
     assert cfg.profile == "cpu-tiny"
-    assert cfg.selfplay.batch_per_group <= 4
+    assert cfg.selfplay.batch_per_group <= 6
     assert cfg.selfplay.learnability_rollouts <= 4
     assert cfg.rollout.max_new_tokens <= 192
     assert cfg.rollout.temperature < 1.0
@@ -106,7 +106,7 @@ def test_profile_chosen_in_file_and_overridden(tmp_path: Path):
     path = tmp_path / "c.yaml"
     path.write_text("profile: cpu-tiny\nrun:\n  seed: 7\n")
     cfg = load_config(path)
-    assert cfg.profile == "cpu-tiny" and cfg.selfplay.batch_per_group == 4 and cfg.run.seed == 7
+    assert cfg.profile == "cpu-tiny" and cfg.selfplay.batch_per_group == 6 and cfg.run.seed == 7
     cfg = load_config(path, ["profile=default"])
     assert cfg.profile == "default" and cfg.selfplay.batch_per_group == 64 and cfg.run.seed == 7
 

@@ -128,6 +128,7 @@ def make_session(tmp_path: Path, policy=None, **over) -> Session:
         "buffers.seed_quota=4",
         "buffers.seed_round_size=3",
         "buffers.seed_max_rounds=2",
+        "selfplay.batch_per_group=4",
         "trainer.recompute_old_logprobs=true",  # the paper's path (cpu-tiny takes the sampler's): the policy checks
     ]
     overrides += [f"{k}={v}" for k, v in over.items()]
