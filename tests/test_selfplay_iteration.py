@@ -225,6 +225,29 @@ def test_duplicate_proposals_share_learnability_and_reward(tmp_path):
         stages.reward(s, solved)
         assert dups[0].n_solves == dups[1].n_solves > 0
         assert dups[0].solve_rate == dups[1].solve_rate and dups[0].reward == dups[1].reward
+        assert not dups[0].in_buffers and not dups[1].in_buffers  # new this batch: learnability, not a copy
+
+
+def test_a_copy_of_a_buffered_task_gets_the_known_task_reward(tmp_path):
+    policy = ScriptedPolicy(repeat=True)
+    over = {"buffers.seed_max_rounds": 0, "selfplay.batch_per_group": 6, "rewards.known_task": -0.5}
+    with make_session(tmp_path, policy, **over) as s:
+        run_iteration(s)  # `return x * 3` joins the buffers
+        validated = stages.execute_validate(s, stages.propose(s, stages.seed(s, 2)))
+        copies = [p for p in validated.proposals if p.valid and p.task_type == "deduction"]
+        assert copies and all(p.in_buffers and p.duplicate for p in copies)
+        stages.reward(s, stages.solve(s, validated))
+        assert all(p.reward == -0.5 for p in copies)
+        invalid = [p for p in validated.proposals if not p.valid and p.task_type == "deduction"]
+        assert invalid and all(p.reward == -1.0 for p in invalid)  # still below a copy
+    (tmp_path / "paper").mkdir()
+    with make_session(tmp_path / "paper", ScriptedPolicy(repeat=True), **{**over, "rewards.known_task": "null"}) as s:
+        run_iteration(s)
+        validated = stages.execute_validate(s, stages.propose(s, stages.seed(s, 2)))
+        stages.reward(s, stages.solve(s, validated))
+        copies = [p for p in validated.proposals if p.valid and p.task_type == "deduction"]
+        # as the paper: its learnability reward (no rollouts for a known task: unlearnable, rewards.unlearnable)
+        assert copies and all(p.in_buffers and p.reward == s.cfg.rewards.unlearnable for p in copies)
 
 
 def test_rollout_n_gives_n_completions_per_prompt(tmp_path):

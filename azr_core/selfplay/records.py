@@ -33,6 +33,7 @@ class ProposalRollout:
     outcome: ProposalOutcome | None = None
     task_id: str | None = None
     duplicate: bool = False  # an exact duplicate of a task in the buffers or earlier in this batch
+    in_buffers: bool = False  # an exact copy of a task already in the buffers (a reference, the zero triplet)
     solve_rate: float | None = None
     n_solves: int = 0
     reward: float | None = None

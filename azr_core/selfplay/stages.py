@@ -131,7 +131,7 @@ def reward(s: Session, solved: Solved) -> Rewarded:
         format_error_reward=r.format_error,
     )
     for p, value in zip(proposals, values, strict=True):
-        p.reward = value
+        p.reward = r.known_task if r.known_task is not None and p.valid and p.in_buffers else value
     batch: list[Rollout] = sorted(proposals + solved.solves, key=lambda b: GROUP_ORDER.index(b.group))
     advantages = trr_advantages(
         [float(b.reward or 0.0) for b in batch],
@@ -224,7 +224,8 @@ def _validate(s: Session, proposals: list[ProposalRollout], iteration: int) -> l
         p.outcome = outcome
         if outcome.valid and outcome.task is not None:
             p.task_id = outcome.task.task_id
-            p.duplicate = p.task_id in s.buffers or p.task_id in fresh
+            p.in_buffers = p.task_id in s.buffers
+            p.duplicate = p.in_buffers or p.task_id in fresh
             if not p.duplicate:
                 fresh[p.task_id] = outcome.task
     return list(fresh.values())
