@@ -5,30 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from stackutil import BIN, REPO, free_port, run
 
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.store import connect
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parent.parent
-
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(cmd: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def test_evaluate_deployment_on_the_real_server(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,16 +12,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from stackutil import free_port
 
 from azr_core.stack import SERVICES
 
 AZR = str(Path(sys.executable).parent / "azr")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def azr(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,7 @@
 """The commit stage: the iteration's rows go to Parquet, COMMITTED is rewritten last, then buffers, metrics and the
 model registry catch up. Until the COMMITTED rename nothing of the iteration is visible; after it, a crash in the
-steps that follow is repaired on resume (metrics are re-logged with the same step, registration is idempotent)."""
+steps that follow is repaired on resume (metrics are re-logged with the same step, registration is idempotent), and
+an MLflow outage defers them to the next commit that reaches the server (`publish_or_defer`)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def commit(s: Session, updated: Updated) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         log.warning("compaction after iteration %d failed, retried after the next commit: %r", rec.iteration, exc)
     t1 = time.perf_counter()
-    version = publish(s, rec.iteration, {**metrics, "seconds/commit": seconds["commit"]})
+    version = publish_or_defer(s, rec.iteration, {**metrics, "seconds/commit": seconds["commit"]})
     seconds["tracking"] = time.perf_counter() - t1
     return {
         "iteration": rec.iteration,
@@ -93,18 +94,50 @@ def publish(s: Session, iteration: int, metrics: dict[str, float]) -> str | None
     return getattr(mv, "version", None)
 
 
-def repair_last_commit(s: Session) -> None:
-    """On resume: publish the last committed iteration again (a crash between COMMITTED and the end of the MLflow
-    logging left it unlogged or unregistered); a no-op when it was complete."""
+def publish_or_defer(s: Session, iteration: int, metrics: dict[str, float]) -> str | None:
+    """Publish the iterations an MLflow outage left behind, then this one. The iteration is committed already: a
+    tracking failure must not fail it. So training goes on, the iteration waits in `s.unpublished`, and the next commit
+    that reaches MLflow (or the next session's `repair_commits`) publishes it, each exactly once."""
+    try:
+        for it in list(s.unpublished):
+            _publish_committed(s, it)
+            s.unpublished.remove(it)
+            log.info("MLflow is back: iteration %d published", it)
+        return publish(s, iteration, metrics)
+    except Exception as exc:  # noqa: BLE001 - any tracking error: an unreachable server, a refused request
+        s.unpublished.append(iteration)
+        log.warning(
+            "MLflow unreachable after iteration %d was committed (%s: %s); training goes on, and iterations %s are "
+            "published when tracking answers again", iteration, type(exc).__name__, str(exc)[:300], s.unpublished,
+        )  # fmt: skip
+        return None
+
+
+def _publish_committed(s: Session, iteration: int) -> None:
     from azr_core.store import connect
 
-    last = s.last_iteration
-    if last < 1:
-        return
     with connect(s.run_dir) as con:
-        row = con.execute("SELECT metrics FROM iterations WHERE iteration = ? AND stage = 'train'", [last]).fetchone()
+        row = con.execute("SELECT metrics FROM iterations WHERE iteration = ? AND stage = 'train'", [iteration])
+        row = row.fetchone()
     if row is not None:
-        publish(s, last, dict(row[0]))
+        publish(s, iteration, dict(row[0]))
+
+
+def repair_commits(s: Session) -> None:
+    """On resume: publish every committed iteration MLflow lacks (a crash between COMMITTED and the end of the MLflow
+    logging, or an outage the last session did not outlive), and the last one again (its model version may be
+    missing). A no-op when all is there."""
+    from azr_core.store import connect
+
+    tracker = s.tracker
+    if s.last_iteration < 1 or tracker.run_id is None:
+        return
+    logged = {m.step for m in tracker.client.get_metric_history(tracker.run_id, _MARKER)}
+    with connect(s.run_dir) as con:
+        rows = con.execute("SELECT iteration, metrics FROM iterations WHERE stage = 'train' ORDER BY 1").fetchall()
+    for iteration, metrics in rows:
+        if iteration not in logged or iteration == s.last_iteration:
+            publish(s, iteration, dict(metrics))
 
 
 def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:

@@ -62,9 +62,10 @@ class Session:
             self._remove_partial_checkpoints()
             self.tracker = Tracker(self.run_dir, cfg.tracking, run_name=cfg.run.name)
             self.tracker.log_config(cfg)
-            from azr_core.selfplay.commit import repair_last_commit  # here: commit imports this module
+            self.unpublished: list[int] = []  # committed iterations MLflow has not received yet (an outage)
+            from azr_core.selfplay.commit import repair_commits  # here: commit imports this module
 
-            repair_last_commit(self)
+            repair_commits(self)
         except BaseException:
             self.close()
             raise
@@ -109,7 +110,10 @@ class Session:
                     log.exception("closing %s failed", name)
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
-            tracker.close(status, reason=reason)
+            try:
+                tracker.close(status, reason=reason)
+            except Exception:  # noqa: BLE001 - MLflow down: the next session sets the run's status again
+                log.exception("could not end the MLflow run as %s (tracking unreachable?)", status)
         store = getattr(self, "store", None)
         if store is not None:
             store.close()
