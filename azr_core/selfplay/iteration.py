@@ -8,7 +8,9 @@ this same function with each stage as a task (`call`), so the UI shows the itera
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from azr_core.selfplay import stages
@@ -26,10 +28,36 @@ def run_iteration(s: Session, *, call: Callable[..., Any] = _direct) -> Any:
     `call(stage, *args)` runs one stage (the default calls it; the flow wraps it in the stage's Prefect task).
     """
     iteration = s.last_iteration + 1
-    seeded = call(stages.seed, s, iteration)  # once, before the first training iteration
-    proposed = call(stages.propose, s, seeded)  # proposer prompts with K references per type
-    validated = call(stages.execute_validate, s, proposed)  # every proposal checked and run in the sandbox
-    solved = call(stages.solve, s, validated)  # solver batches + learnability probes
-    rewarded = call(stages.reward, s, solved)  # graded in the sandbox; rewards; TRR++ advantages
-    updated = call(stages.update, s, rewarded)  # old log-probs recomputed; one step per mini-batch; checkpoint
-    return call(commit, s, updated)  # Parquet rows, COMMITTED, buffers, MLflow
+    with _disk_full_explained(s, iteration):
+        seeded = call(stages.seed, s, iteration)  # once, before the first training iteration
+        proposed = call(stages.propose, s, seeded)  # proposer prompts with K references per type
+        validated = call(stages.execute_validate, s, proposed)  # every proposal checked and run in the sandbox
+        solved = call(stages.solve, s, validated)  # solver batches + learnability probes
+        rewarded = call(stages.reward, s, solved)  # graded in the sandbox; rewards; TRR++ advantages
+        updated = call(stages.update, s, rewarded)  # old log-probs recomputed; one step per mini-batch; checkpoint
+        return call(commit, s, updated)  # Parquet rows, COMMITTED, buffers, MLflow
+
+
+class DiskFullError(OSError):
+    """The run folder's (or checkpoint folder's) disk filled up during an iteration, which was therefore not
+    committed; everything committed before it is intact."""
+
+
+@contextmanager
+def _disk_full_explained(s: Session, iteration: int) -> Iterator[None]:
+    """A full disk (while writing Parquet or a checkpoint, here or in a policy worker) becomes one error that says
+    what happened, that nothing committed is lost, and what to do."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if getattr(exc, "errno", None) != errno.ENOSPC and "No space left on device" not in str(exc):
+            raise
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"no space left on the disk of {s.run_dir} (or of the checkpoints) during iteration {iteration}: the "
+            f"iteration was not committed, and the run still holds iteration {s.last_iteration}, intact. Free space "
+            "there (old runs, `run.keep_checkpoints`) and run again: it resumes from that iteration. "
+            f"[{type(exc).__name__}: {str(exc)[:300]}]",
+        ) from exc
