@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 
 from prefect import flow, runtime
+from prefect.states import Completed, State
 
 from azr_core.config import load_config
 from azr_core.selfplay.iteration import run_iteration
+from azr_core.store import read_commit
 from tasks import selfplay as t
 
 
@@ -24,13 +26,16 @@ def self_play(
     run_dir: str | None = None,
     iterations: int | None = None,
     max_wall_s: float | None = None,
-) -> dict:
+) -> dict | State:
     """Self-play on one run folder, resuming from its last committed iteration.
 
     config: YAML file; overrides: `key.sub=value` items; profile: default | cpu-tiny; run_dir overrides run.run_dir;
     iterations: at most this many iterations in this flow run (0 runs none); max_wall_s: no new iteration once this
     budget could be exceeded (0 runs none). None for either means the config's value (run.max_iterations_per_session,
     run.max_wall_s), whose None means no limit.
+
+    A run folder that has reached run.iterations is not opened (no workers start): the flow run ends in the Completed
+    state named "Nothing to train", whose message says so and how to train on.
     """
     extra = list(overrides or [])
     if run_dir:
@@ -42,6 +47,13 @@ def self_play(
     if budget_iters == 0 or budget_s == 0:  # a zero budget runs nothing (it never means "no limit")
         print("an iteration budget of 0 (iterations or max_wall_s): nothing to run")
         return {"run_dir": cfg.run.run_dir, "iterations_done": 0, "last_iteration": None}
+    committed = read_commit(cfg.run.run_dir)
+    if committed is not None and committed.iteration >= cfg.run.iterations:
+        msg = (f"run {cfg.run.run_dir} has reached run.iterations={cfg.run.iterations}: nothing left to train; raise "
+               f"run.iterations (e.g. -p overrides='[\"run.iterations={2 * cfg.run.iterations}\"]') to train on")
+        print(msg)
+        result = {"run_dir": cfg.run.run_dir, "iterations_done": 0, "last_iteration": committed.iteration}
+        return Completed(name="Nothing to train", message=msg, data=result)
     with t.open_run(cfg.model_dump(mode="json"), flow_run_id=str(runtime.flow_run.id)) as session:
         last_commit = session
         while session.last_iteration < cfg.run.iterations and (budget_iters is None or done < budget_iters):
