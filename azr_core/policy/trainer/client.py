@@ -53,6 +53,16 @@ class WorkerError(RuntimeError):
         super().__init__(msg)
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def shard_records(records: Sequence[SequenceRecord], world: int) -> list[list[SequenceRecord]]:
     """Balance sequences over ranks by token count (longest first, each to the lightest rank)."""
     shards: list[list[SequenceRecord]] = [[] for _ in range(world)]
@@ -242,17 +252,23 @@ class PolicyWorkers:
             self._log = None
 
     def _stop_process_group(self, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL, to the launcher's process group, each time waiting until no member is left (the
+        launcher may be dead already, its ranks still running)."""
         assert self.proc is not None
+        pgid = self.proc.pid
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(pgid, sig)
             except ProcessLookupError:
                 break
-            try:
-                self.proc.wait(timeout=grace_s)
+            deadline = time.monotonic() + grace_s
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                try:
+                    self.proc.wait(timeout=0.1)  # reaps the launcher, which would count as a member otherwise
+                except subprocess.TimeoutExpired:
+                    pass
+            if not _group_alive(pgid):
                 break
-            except subprocess.TimeoutExpired:
-                continue
 
     def __enter__(self) -> PolicyWorkers:
         return self.start() if self.proc is None else self
@@ -273,6 +289,12 @@ class PolicyWorkers:
         """Send rank r `args[r]`; wait for every reply or the first failure."""
         if not self.socks:
             raise WorkerError(None, "the worker group is not running (closed, or stopped after an error)")
+        if self.proc is not None and self.proc.poll() is not None:  # ranks alive, but nobody supervises them
+            code = self.proc.returncode
+            self.close(force=True)
+            raise WorkerError(None, f"the deepspeed launcher exited with code {code} while its ranks ran on: the group "
+                              "is stopped; a new session starts a new one and resumes from the last commit",
+                              self.log_tail())  # fmt: skip
         for rank, sock in self.socks.items():
             send_msg(sock, {raw_key: args[rank]} if raw_key else {"cmd": cmd, "args": args[rank]})
         replies: dict[int, Any] = {}
