@@ -4,7 +4,7 @@
     tracker.log_config(config)                             # the resolved config, flattened to dotted params
     tracker.log_metrics({"solve/accuracy": 0.4}, step=3)   # one log_batch per call, step = iteration
     mv = tracker.register_checkpoint(ckpt_dir, iteration=3)  # a version of `azr-policy`, tagged
-    folder = load_model_folder(f"models:/azr-policy/{mv.version}")  # a folder AutoModelForCausalLM loads
+    folder = registry.load_model_folder(f"models:/azr-policy/{mv.version}")  # azr_core/registry.py
 
 The run folder keeps `mlflow_run.json`: a key made once for the folder (also an MLflow tag on the run, so the run is
 found again through any URI of the same store, e.g. SQLite directly or the `azr up` server) and the run id per
@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Mapping
 from functools import cache
@@ -408,61 +407,3 @@ def _hf_folder(folder: Path) -> Path:
     if (folder / "hf" / "config.json").is_file():
         return folder / "hf"
     raise FileNotFoundError(f"{folder} is not an HF model folder (no config.json in it or in its hf/ subfolder)")
-
-
-# ---- the registry, outside any run -------------------------------------------------------------------------------
-
-
-def set_alias(name: str, alias: str, version: int | str, *, tracking_uri: str | None = None) -> None:
-    """Point `models:/<name>@<alias>` at `version` (moving the alias if it pointed elsewhere)."""
-    _client(resolve_tracking_uri(tracking_uri)).set_registered_model_alias(name, alias, str(version))
-
-
-def get_version_by_alias(name: str, alias: str, *, tracking_uri: str | None = None) -> ModelVersion:
-    """The model version `alias` points at (raises MlflowException when the alias is not set)."""
-    return _client(resolve_tracking_uri(tracking_uri)).get_model_version_by_alias(name, alias)
-
-
-def model_download_uri(uri: str, *, tracking_uri: str | None = None) -> str:
-    """The artifact URI behind `models:/<name>/<version>`, `models:/<name>@<alias>` or `models:/<name>/latest`
-    (with an optional `/sub/path`); any other URI is returned unchanged.
-
-    Resolved here because MLflow 3.17's `models:/` repository asks the process-global registry URI, ignoring the
-    one passed to `download_artifacts`.
-    """
-    if not uri.startswith("models:/"):
-        return uri
-    client = _client(resolve_tracking_uri(tracking_uri))
-    parts = uri.removeprefix("models:/").strip("/").split("/")
-    if "@" in parts[0]:
-        name, alias = parts[0].split("@", 1)
-        version, sub = str(client.get_model_version_by_alias(name, alias).version), parts[1:]
-    elif len(parts) >= 2:
-        name, version, sub = parts[0], parts[1], parts[2:]
-        if version == "latest":
-            versions = client.search_model_versions(f"name = '{name}'")
-            if not versions:
-                raise FileNotFoundError(f"{uri}: registered model {name!r} has no versions")
-            version = str(max(int(v.version) for v in versions))
-    else:
-        raise ValueError(f"{uri}: expected models:/<name>/<version>, models:/<name>@<alias> or models:/<name>/latest")
-    base = client.get_model_version_download_uri(name, version)
-    return "/".join([base.rstrip("/"), *sub]) if sub else base
-
-
-def load_model_folder(uri: str, dst: str | Path | None = None, *, tracking_uri: str | None = None) -> Path:
-    """Download `models:/<name>/<version>`, `models:/<name>@<alias>` (or any artifact URI) to a local HF folder.
-
-    The files land under `dst` (default: a new temporary folder, which the caller owns); the returned path is the
-    model folder itself (for a registered checkpoint `dst/iteration-NNNNNN`), ready for
-    `transformers.AutoModelForCausalLM.from_pretrained(path)`.
-    """
-    from mlflow.artifacts import download_artifacts
-
-    target = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="azr-model-"))
-    uri_t = resolve_tracking_uri(tracking_uri)
-    source = model_download_uri(uri, tracking_uri=uri_t)
-    path = Path(download_artifacts(artifact_uri=source, dst_path=str(target), tracking_uri=uri_t, registry_uri=uri_t))
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{uri} downloaded to {path} holds no config.json: not an HF model folder")
-    return path

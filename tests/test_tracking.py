@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from azr_core.policy.tiny import make_tiny_model_dir
+from azr_core.registry import get_version_by_alias, load_model_folder, model_download_uri, set_alias
 from azr_core.tracking import (
     CHANGED_PARAM_PREFIX,
     RUN_FILE,
@@ -20,11 +21,7 @@ from azr_core.tracking import (
     Tracker,
     TrackingConfig,
     flatten_params,
-    get_version_by_alias,
     git_commit,
-    load_model_folder,
-    model_download_uri,
-    set_alias,
 )
 
 

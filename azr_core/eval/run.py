@@ -83,7 +83,8 @@ def resolve_model(spec: str, *, tracking_uri: str | None = None) -> ModelRef:
     """A folder or HF id is used as is; a `models:/` URI is downloaded from the registry (the caller cleans up)."""
     if not spec.startswith("models:/"):
         return ModelRef(spec=spec, path=spec)
-    from azr_core.tracking import TAG_ITERATION, _client, load_model_folder, resolve_tracking_uri
+    from azr_core.registry import load_model_folder
+    from azr_core.tracking import TAG_ITERATION, _client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = _client(uri)

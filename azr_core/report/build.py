@@ -128,7 +128,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cham
 
 def _champion(tracking_uri: str | None) -> int | None:
     try:
-        from azr_core.tracking import get_version_by_alias
+        from azr_core.registry import get_version_by_alias
 
         return int(get_version_by_alias("azr-policy", "champion", tracking_uri=tracking_uri).version)
     except Exception:  # noqa: BLE001 - no store, no model, no alias: nothing to mark
