@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 
+from azr_core.crash_automation import CRASH_AFTER_S, CRASH_AUTOMATION, HEARTBEAT_S, crash_automation
 from azr_core.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
 from azr_core.store.atomic import atomic_write_text
 
@@ -40,9 +41,6 @@ DEFAULT_POOL = "azr-pool"
 WORKER_NAME = "azr-worker"
 SERVICES = ("prefect-server", "mlflow-ui", "prefect-worker")  # start order; stopped in reverse (worker first)
 TELEMETRY_OPT_IN = "AZR_ALLOW_TELEMETRY"  # set to 1 to let Prefect and MLflow send their usage telemetry
-HEARTBEAT_S = 30  # flow-run heartbeat period (Prefect's minimum); the default, 180 s, is too slow to notice a crash
-CRASH_AFTER_S = 90  # a run with no heartbeat for this long is marked Crashed: 3 missed beats, never one late beat
-CRASH_AUTOMATION = "azr: crash silent flow runs"
 # Leases of deployment concurrency slots in files under PREFECT_HOME: the in-memory default forgets them on a server
 # restart, so a slot held then stays taken until the lease would have expired.
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
@@ -201,44 +199,6 @@ def _base_env(settings: StackSettings) -> dict[str, str]:
         **telemetry_env(),
     })  # fmt: skip
     return env
-
-
-def crash_automation() -> dict[str, object]:
-    """The Prefect automation that marks a flow run Crashed when its heartbeats stop (a proactive trigger).
-
-    Prefect's documented recipe ("detect zombie flows"): after a heartbeat, expect another heartbeat or a terminal
-    state within CRASH_AFTER_S, per flow run; else set the run CRASHED, which releases its deployment concurrency slot
-    at once, so the next scheduled run goes ahead. Written as the REST body: this module never imports prefect.
-    """
-    return {
-        "name": CRASH_AUTOMATION,
-        "description": f"Flow runs that send no heartbeat for {CRASH_AFTER_S} s (heartbeat every {HEARTBEAT_S} s) "
-        "were killed with their process: mark them Crashed. Created by `azr up`.",
-        "enabled": True,
-        "trigger": {
-            "type": "event",
-            "posture": "Proactive",
-            "after": ["prefect.flow-run.heartbeat"],
-            "expect": [
-                "prefect.flow-run.heartbeat",
-                "prefect.flow-run.Completed",
-                "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled",
-                "prefect.flow-run.Crashed",
-            ],  # fmt: skip
-            "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
-            "for_each": ["prefect.resource.id"],
-            "threshold": 1,
-            "within": CRASH_AFTER_S,
-        },
-        "actions": [
-            {
-                "type": "change-flow-run-state",
-                "state": "CRASHED",
-                "message": f"No heartbeat for {CRASH_AFTER_S} s: the flow run's process is gone.",
-            }
-        ],  # fmt: skip
-    }
 
 
 def ensure_crash_automation(settings: StackSettings) -> str:
