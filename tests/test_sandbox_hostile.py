@@ -255,3 +255,23 @@ def test_unsafe_mode_warns_and_still_runs(capfd):
         assert run1(ex, "def f(x):\n    return x * 2", "4").output == "8"
         assert not run1(ex, "import os\ndef f(x):\n    return 1").valid
     assert "WITHOUT the firejail sandbox" in capfd.readouterr().err
+
+
+def test_a_worker_replaced_twice_in_one_poll_round_reports_its_job_once():
+    """Found by the executor soak: a worker that died (read EOF) and whose deadline had also passed was replaced a
+    second time in the same poll round, on its closed pipe, which broke the whole batch. Replacing is idempotent."""
+    from azr_core.executor.pool import Job, WorkerPool
+
+    pool = WorkerPool(ExecutorConfig(workers=1, timeout_s=2.0))
+    try:
+        pool.submit(Job("k", "def f(x):\n    while True:\n        pass", "((0,), {})"))
+        (w,) = [w for w in pool._workers if w is not None and w.job is not None]
+        pool._replace(w, "crashed", "first")  # as when its pipe reached EOF ...
+        pool._replace(w, "crashed", "second")  # ... and its deadline had passed in the same round
+        done = pool.poll()
+        assert [(job.key, res.detail.split(" (")[0]) for job, res in done] == [("k", "first")]
+        pool.submit(Job("k2", "def f(x):\n    return x + 1", "((1,), {})"))
+        ((job, res),) = pool.poll()
+        assert job.key == "k2" and res.status == "ok" and res.output == "2"  # the fresh worker serves
+    finally:
+        pool.close()

@@ -190,8 +190,8 @@ class WorkerPool:
             for key, _ in self._sel.select(min(wait, 1.0)):
                 self._on_readable(key.data)
             now = time.monotonic()
-            for w in busy:
-                if w.job is not None and now > w.deadline:
+            for w in busy:  # (a worker replaced above, while reading, is no longer in self._workers)
+                if self._workers[w.index] is w and w.job is not None and now > w.deadline:
                     self._replace(w, "crashed", "sandbox worker stopped answering; it was killed and replaced")
         done, self._done = self._done, []
         return done
@@ -262,7 +262,9 @@ class WorkerPool:
             w.job = None
 
     def _replace(self, w: _Worker, status: str, detail: str) -> None:
-        job = w.job
+        if self._workers[w.index] is not w:  # replaced already: its job was reported then
+            return
+        job, w.job = w.job, None
         tail = w.stderr_tail(200)
         self._sel.unregister(w.proc.stdout)
         w.kill()
