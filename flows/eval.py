@@ -23,17 +23,21 @@ def evaluate(
     eval_overrides: dict[str, Any] | None = None,
     promote: bool = False,
     promotion: dict[str, Any] | None = None,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` (folder, HF id or models:/ URI); with `promote`, judge its registered version as well."""
+    """Evaluate `model` (folder, HF id or models:/ URI); with `promote`, judge its registered version as well.
+
+    Also run by the deployment's trigger on each `azr.model.registered` event of a self-play run (prefect.yaml).
+    tracking_uri: the MLflow store (None: $MLFLOW_TRACKING_URI, else the local default)."""
     config = {"suite": suite, "limit": limit, "max_new_tokens": max_new_tokens, "template": template,
               **(eval_overrides or {})}  # fmt: skip
-    summary = t.evaluate_model(model, config, run_dir)
+    summary = t.evaluate_model(model, config, run_dir, tracking_uri=tracking_uri)
     result: dict[str, Any] = {"evaluation": summary}
     if promote:
         if summary.get("version") is None:
             raise ValueError(f"promote=True needs a registered model (models:/...), not {model!r}")
         result["promotion"] = t.promote_version(summary["version"], promotion or {}, config,
-                                                flow_run_id=runtime.flow_run.id)  # fmt: skip
+                                                flow_run_id=runtime.flow_run.id, tracking_uri=tracking_uri)  # fmt: skip
     return result
 
 

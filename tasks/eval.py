@@ -14,12 +14,15 @@ from azr_core.eval.config import EvalConfig, PromotionConfig
 
 
 @task(name="evaluate-model", task_run_name="evaluate {model}")
-def evaluate_model(model: str, config: dict[str, Any], run_dir: str | None = None) -> dict[str, Any]:
+def evaluate_model(
+    model: str, config: dict[str, Any], run_dir: str | None = None, tracking_uri: str | None = None
+) -> dict[str, Any]:
     """Generate and grade `model` on the config's suite; rows to run_dir's evals table, scores to MLflow."""
     from azr_core.eval.run import evaluate
 
     log = get_run_logger()
-    result = evaluate(model, EvalConfig.model_validate(config), run_dir=run_dir, progress=log.info)
+    result = evaluate(model, EvalConfig.model_validate(config), run_dir=run_dir, progress=log.info,
+                      tracking_uri=tracking_uri)  # fmt: skip
     summary = result.summary()
     log.info("evaluate %s", json.dumps(summary))
     return summary
@@ -27,7 +30,7 @@ def evaluate_model(model: str, config: dict[str, Any], run_dir: str | None = Non
 
 @task(name="promote-version", task_run_name="promote version {version}")
 def promote_version(version: int | None, config: dict[str, Any], eval_config: dict[str, Any],
-                    flow_run_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+                    flow_run_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The promotion gate; versions lacking a complete evaluation on the promotion suite are evaluated first."""
     from azr_core.eval.promotion import promote
     from azr_core.eval.run import evaluate
@@ -38,8 +41,9 @@ def promote_version(version: int | None, config: dict[str, Any], eval_config: di
 
     def evaluate_missing(v: int, benches: list[str]) -> None:
         cfg = base.model_copy(update={"suite": ",".join(benches), "limit": pcfg.limit})
-        evaluate(f"models:/azr-policy/{v}", cfg, progress=log.info)
+        evaluate(f"models:/azr-policy/{v}", cfg, progress=log.info, tracking_uri=tracking_uri)
 
-    decision = promote(version, pcfg, flow_run_id=flow_run_id, evaluate_missing=evaluate_missing)
+    decision = promote(version, pcfg, flow_run_id=flow_run_id, evaluate_missing=evaluate_missing,
+                       tracking_uri=tracking_uri)  # fmt: skip
     log.info("promotion %s", json.dumps(decision.to_dict()))
     return decision.to_dict()

@@ -64,7 +64,48 @@ execute_validate = _stage("execute-validate", stages.execute_validate, "Check an
 solve = _stage("solve", stages.solve, "Solver batches and learnability probes.")
 reward = _stage("reward", stages.reward, "Grade in the sandbox; solver and proposer rewards; TRR++ advantages.")
 update = _stage("update", stages.update, "Old log-probs recomputed; one optimiser step per mini-batch; checkpoint.")
-commit = _stage("commit", commit_stage, "Rows to Parquet, COMMITTED, buffers, MLflow metrics and model versions.")
+#: The event a registered model version emits; the `evaluate` deployment's trigger (prefect.yaml) listens for it.
+MODEL_REGISTERED = "azr.model.registered"
+
+
+def announce_version(s: Session, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Emit MODEL_REGISTERED for the version the commit registered (if any, and `evaluation.on_register`): the payload
+    holds everything the evaluation needs. Returns the payload. Evaluation then runs as its own flow run: minutes of
+    CPU generation must not hold back training, and its failure must not fail a committed iteration."""
+    version, ev = summary.get("model_version"), s.cfg.evaluation
+    if version is None or not ev.on_register:
+        return None
+    from prefect.events import emit_event
+
+    name = s.cfg.tracking.registered_model
+    payload = {
+        "model": f"models:/{name}/{version}",
+        "version": str(version),
+        "iteration": summary["committed"],
+        "run_dir": str(s.run_dir),
+        "tracking_uri": s.tracker.tracking_uri,
+        "suite": ev.suite,
+        "limit": ev.limit,
+        "max_new_tokens": ev.max_new_tokens,
+        "template": ev.template,
+        "promote": ev.promote,
+    }
+    emit_event(
+        event=MODEL_REGISTERED,
+        resource={"prefect.resource.id": f"azr.model.{name}.{version}", "prefect.resource.name": f"{name} v{version}"},
+        payload=payload,
+    )
+    get_run_logger().info("announced %s for evaluation (%s)", payload["model"], MODEL_REGISTERED)
+    return payload
+
+
+def _commit_and_announce(s: Session, updated: Any) -> dict[str, Any]:
+    summary = commit_stage(s, updated)
+    return {**summary, "announced": announce_version(s, summary) is not None}
+
+
+commit = _stage("commit", _commit_and_announce, "Rows to Parquet, COMMITTED, buffers, MLflow metrics and model "
+                "versions; a registered version is announced for evaluation.")  # fmt: skip
 
 TASKS = {
     stages.seed: seed,

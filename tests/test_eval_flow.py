@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from stackutil import BIN, REPO, free_port, run
+from stackutil import BIN, REPO, run, stack_up_and_deploy
 
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.store import connect
@@ -22,14 +22,7 @@ def test_evaluate_deployment_on_the_real_server(tmp_path):
     env = {**os.environ, "AZR_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     try:
-        up = run([str(BIN / "azr"), "up", "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
-                  "--timeout", "600"], env, 900)  # fmt: skip
-        assert up.returncode == 0, up.stdout + up.stderr
-        for line in up.stdout.splitlines():
-            if line.startswith("export PREFECT_API_URL="):
-                env["PREFECT_API_URL"] = line.split("=", 1)[1]
-        deploy = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "evaluate"], env, 600)
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        stack_up_and_deploy(env, "--name", "evaluate")
         flow_run = run([str(BIN / "prefect"), "deployment", "run", "azr-eval/evaluate", "-p", f"model={model}",
                         "-p", "suite=cruxeval-o,cruxeval-i", "-p", "limit=2", "-p", f"run_dir={run_dir}",
                         "-p", "max_new_tokens=4", "--watch", "--watch-timeout", "900"], env, 1000)  # fmt: skip

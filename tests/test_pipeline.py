@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from stackutil import BIN, REPO, run, stack_up_and_deploy
 
 from azr_core.store import connect, read_commit
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parent.parent
 TINY = [
     "selfplay.batch_per_group=1",
     "selfplay.references_k=1",
@@ -28,19 +26,12 @@ TINY = [
     "buffers.seed_max_rounds=0",
     "tracking.register_every=1",
     "store.fsync=false",
+    "evaluation.suite=cruxeval-o",  # each registered version is evaluated by the `evaluate` deployment's trigger
+    "evaluation.limit=2",
+    "evaluation.max_new_tokens=16",
 ]
 
 pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(cmd: list[str], env: dict[str, str], timeout: float = 1500) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -49,26 +40,7 @@ def stack(tmp_path_factory):
     env = {**os.environ, "AZR_STATE_DIR": str(state)}
     env.pop("MLFLOW_TRACKING_URI", None)
     try:  # `azr down` in the end even when `up` or `deploy` failed half-way
-        up = run(
-            [
-                str(BIN / "azr"),
-                "up",
-                "--prefect-port",
-                str(free_port()),
-                "--mlflow-port",
-                str(free_port()),
-                "--timeout",
-                "600",
-            ],
-            env,
-            1300,
-        )
-        assert up.returncode == 0, up.stdout + up.stderr
-        for line in up.stdout.splitlines():
-            if line.startswith("export PREFECT_API_URL="):
-                env["PREFECT_API_URL"] = line.split("=", 1)[1]
-        deploy = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env, 600)
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        stack_up_and_deploy(env)
         yield {"env": env, "state": state, "mlflow": f"sqlite:///{state / 'mlflow.db'}"}
     finally:
         run([str(BIN / "azr"), "down"], env, 300)
@@ -127,6 +99,16 @@ def test_deployment_run_then_crash_and_resume(stack, tmp_path):
     mine = [v for v in versions if v.tags.get("azr.iteration") == "1" and v.run_id == run_id]
     assert mine, [v.tags for v in versions]
 
+    # The commit announced the version; the `evaluate` deployment's trigger evaluated it in a flow run of its own
+    model = f"models:/azr-policy/{mine[0].version}"
+    state = _wait_for_eval_run(stack["env"], model, timeout=600)
+    assert state == "COMPLETED", state
+    con = connect(run_dir)
+    rows = con.execute("SELECT bench, count(*), any_value(model_version) FROM evals GROUP BY bench").fetchall()
+    assert rows == [("cruxeval-o", 2, int(mine[0].version))], rows
+    con.close()
+    assert "eval/cruxeval-o" in client.get_run(run_id).data.metrics
+
     # A second run, killed with SIGKILL (worker, flow run, policy and sandbox processes) mid-iteration.
     proc = deployment_run(stack, run_dir, watch=False)
     proc.communicate(timeout=120)
@@ -165,6 +147,29 @@ def test_deployment_run_then_crash_and_resume(stack, tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["000001", "000002"]
 
 
+def _wait_for_eval_run(env: dict[str, str], model: str, timeout: float) -> str:
+    """The final state of the `azr-eval` flow run whose `model` parameter is `model` (waits for it to appear)."""
+    code = (
+        "import asyncio, sys\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.client.schemas.filters import FlowFilter, FlowFilterName\n"
+        "async def main():\n"
+        "    async with get_client() as c:\n"
+        "        runs = await c.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=['azr-eval'])))\n"
+        "        mine = [r for r in runs if r.parameters.get('model') == sys.argv[1]]\n"
+        "        print(mine[0].state_type.value if mine else 'NONE')\n"
+        "asyncio.run(main())\n"
+    )
+    deadline, state = time.monotonic() + timeout, "NONE"
+    while time.monotonic() < deadline:
+        out = run([sys.executable, "-c", code, model], env, 60)
+        state = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-500:]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state
+        time.sleep(5)
+    return f"timed out in state {state}"
+
+
 def _worker_process(state: Path) -> psutil.Process:
     info = json.loads((state / "run" / "prefect-worker.json").read_text())
     return psutil.Process(info["pid"])
@@ -181,15 +186,17 @@ def _task_upstreams(env: dict[str, str]) -> dict[str, list[str]]:
     code = (
         "import asyncio, json\n"
         "from prefect.client.orchestration import get_client\n"
-        "from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,\n"
-        "    TaskRunFilter, TaskRunFilterFlowRunId)\n"
+        "from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,\n"
+        "    FlowRunFilterStateType, TaskRunFilter, TaskRunFilterFlowRunId)\n"
         "from prefect.client.schemas.objects import StateType\n"
         "from prefect.client.schemas.sorting import FlowRunSort\n"
         "async def main():\n"
         "    async with get_client() as c:\n"
         "        ok = FlowRunFilterStateType(any_=[StateType.COMPLETED])\n"
         "        done = FlowRunFilter(state=FlowRunFilterState(type=ok))\n"
-        "        (fr,) = await c.read_flow_runs(flow_run_filter=done, sort=FlowRunSort.START_TIME_DESC, limit=1)\n"
+        "        azr = FlowFilter(name=FlowFilterName(any_=['azr']))  # not the evaluation's flow runs\n"
+        "        newest = FlowRunSort.START_TIME_DESC\n"
+        "        (fr,) = await c.read_flow_runs(flow_filter=azr, flow_run_filter=done, sort=newest, limit=1)\n"
         "        mine = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[fr.id]))\n"
         "        trs = await c.read_task_runs(task_run_filter=mine)\n"
         "        names = {str(t.id): t.name for t in trs}\n"
