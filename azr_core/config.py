@@ -262,7 +262,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "entropy_coef": 0.0,
             "zero_stage": 0,
             "recompute_old_logprobs": False,
-        },  # fmt: skip
+        },
     },
 }
 

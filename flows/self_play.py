@@ -18,6 +18,10 @@ from azr_core.store import read_commit
 from tasks import selfplay as t
 
 
+def _finished(run_dir: object, iterations: int) -> str:
+    return f"run {run_dir} has reached run.iterations={iterations}: nothing left to train"
+
+
 @flow(name="azr", log_prints=True)
 def self_play(
     config: str | None = None,
@@ -49,8 +53,10 @@ def self_play(
         return {"run_dir": cfg.run.run_dir, "iterations_done": 0, "last_iteration": None}
     committed = read_commit(cfg.run.run_dir)
     if committed is not None and committed.iteration >= cfg.run.iterations:
-        msg = (f"run {cfg.run.run_dir} has reached run.iterations={cfg.run.iterations}: nothing left to train; raise "
-               f"run.iterations (e.g. -p overrides='[\"run.iterations={2 * cfg.run.iterations}\"]') to train on")
+        msg = (
+            f"{_finished(cfg.run.run_dir, cfg.run.iterations)}; raise run.iterations "
+            f"(e.g. -p overrides='[\"run.iterations={2 * cfg.run.iterations}\"]') to train on"
+        )
         print(msg)
         result = {"run_dir": cfg.run.run_dir, "iterations_done": 0, "last_iteration": committed.iteration}
         return Completed(name="Nothing to train", message=msg, data=result)
@@ -66,7 +72,7 @@ def self_play(
             last_s, done = time.monotonic() - began, done + 1
         last = session.last_iteration
         if last >= cfg.run.iterations:
-            print(f"run {session.run_dir} has reached run.iterations={cfg.run.iterations}: nothing left to train")
+            print(_finished(session.run_dir, cfg.run.iterations))
     return {"run_dir": str(session.run_dir), "iterations_done": done, "last_iteration": last}
 
 

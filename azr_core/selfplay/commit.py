@@ -99,10 +99,12 @@ def publish_or_defer(s: Session, iteration: int, metrics: dict[str, float]) -> s
     tracking failure must not fail it. So training goes on, the iteration waits in `s.unpublished`, and the next commit
     that reaches MLflow (or the next session's `repair_commits`) publishes it, each exactly once."""
     try:
-        for it in list(s.unpublished):
-            _publish_committed(s, it)
-            s.unpublished.remove(it)
-            log.info("MLflow is back: iteration %d published", it)
+        if s.unpublished:
+            committed = _committed_metrics(s)
+            for it in list(s.unpublished):
+                publish(s, it, committed[it])
+                s.unpublished.remove(it)
+                log.info("MLflow is back: iteration %d published", it)
         return publish(s, iteration, metrics)
     except Exception as exc:  # noqa: BLE001 - any tracking error: an unreachable server, a refused request
         s.unpublished.append(iteration)
@@ -113,31 +115,26 @@ def publish_or_defer(s: Session, iteration: int, metrics: dict[str, float]) -> s
         return None
 
 
-def _publish_committed(s: Session, iteration: int) -> None:
+def _committed_metrics(s: Session) -> dict[int, dict[str, float]]:
+    """The metrics of every committed training iteration, as the iterations table holds them."""
     from azr_core.store import connect
 
     with connect(s.run_dir) as con:
-        row = con.execute("SELECT metrics FROM iterations WHERE iteration = ? AND stage = 'train'", [iteration])
-        row = row.fetchone()
-    if row is not None:
-        publish(s, iteration, dict(row[0]))
+        rows = con.execute("SELECT iteration, metrics FROM iterations WHERE stage = 'train'").fetchall()
+    return {iteration: dict(metrics) for iteration, metrics in rows}
 
 
 def repair_commits(s: Session) -> None:
     """On resume: publish every committed iteration MLflow lacks (a crash between COMMITTED and the end of the MLflow
     logging, or an outage the last session did not outlive), and the last one again (its model version may be
     missing). A no-op when all is there."""
-    from azr_core.store import connect
-
     tracker = s.tracker
     if s.last_iteration < 1 or tracker.run_id is None:
         return
     logged = {m.step for m in tracker.client.get_metric_history(tracker.run_id, _MARKER)}
-    with connect(s.run_dir) as con:
-        rows = con.execute("SELECT iteration, metrics FROM iterations WHERE stage = 'train' ORDER BY 1").fetchall()
-    for iteration, metrics in rows:
+    for iteration, metrics in sorted(_committed_metrics(s).items()):
         if iteration not in logged or iteration == s.last_iteration:
-            publish(s, iteration, dict(metrics))
+            publish(s, iteration, metrics)
 
 
 def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:

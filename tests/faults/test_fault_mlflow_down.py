@@ -5,18 +5,17 @@ store."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
-from stackutil import BIN, free_port
+from stackutil import free_port
 
 from azr_core.selfplay.iteration import run_iteration
+from azr_core.stack import StackSettings, _spawn, _wait_ready
 from azr_core.store import read_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,38 +25,29 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 
 class Server:
+    """The MLflow UI service exactly as `azr up` runs it (its command and environment), on a free port."""
+
     def __init__(self, tmp: Path) -> None:
-        self.tmp, self.port, self.proc = tmp, free_port(), None
+        self.settings = StackSettings(state_dir=tmp / "stack", mlflow_port=free_port())
+        self.proc: psutil.Process | None = None
 
     @property
     def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.settings.mlflow_url
 
     def start(self) -> None:
-        cmd = [str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{self.tmp / 'mlflow.db'}",
-               "--default-artifact-root", (self.tmp / "artifacts").as_uri(), "--no-serve-artifacts",
-               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]  # fmt: skip
-        log = open(self.tmp / "mlflow-server.log", "ab")  # noqa: SIM115
-        env = {
-            **os.environ,
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "DO_NOT_TRACK": "1",
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        }  # as azr up: no job runner and huey consumers
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True, env=env)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError("mlflow server did not come up: " + (self.tmp / "mlflow-server.log").read_text()[-2000:])
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = _spawn(self.settings, "mlflow-ui")
+        _wait_ready(self.settings, "mlflow-ui", self.proc, 300)
 
     def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
+        tree = [self.proc, *self.proc.children(recursive=True)]
+        for p in tree:
+            p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(tree, timeout=30)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE
 
 
 def _logged_steps(server: Server, run_dir: Path) -> list[int]:
@@ -103,5 +93,5 @@ def test_training_goes_on_while_mlflow_is_down_and_tracking_catches_up(tmp_path,
         assert _logged_steps(server, tmp_path / "run") == [1, 2, 3, 4]
         assert _versions(server) == ["1", "2", "3", "4"]
     finally:
-        if server.proc and server.proc.poll() is None:
+        if server.alive():
             server.kill()
