@@ -93,17 +93,22 @@ def soak(args: argparse.Namespace) -> dict[str, float]:
                   f"{sum(x is not None for x in ck)}\t{hv}\t{me.memory_info().rss / 2**20:.0f}\t{rss_mb(procs):.0f}\t"
                   f"{len(procs)}\t{me.num_fds()}", flush=True)  # fmt: skip
     total = time.perf_counter() - t_all
-    time.sleep(1.0)
-    after_sandbox = sandbox_user_processes()
+    # Closing kills each firejail namespace; the kernel tears its processes down a moment later, so wait (bounded)
+    # for the sandbox user's process count to come back to where it was.
+    t_close = time.perf_counter()
+    while (after_sandbox := sandbox_user_processes()) > before_sandbox and time.perf_counter() - t_close < 30:
+        time.sleep(0.2)
+    gone_s = time.perf_counter() - t_close
     leftovers = tree()
     q = max(1, len(rates) // 4)
     print(f"\n{args.n} programs in {total:.0f}s ({args.n / total:.0f} prog/s overall); valid {valid_total}; hostile "
           f"programs judged valid: {hostile_valid} (must be 0)")  # fmt: skip
     print(f"throughput, first quarter of chunks vs last: median {statistics.median(rates[:q]):.0f} vs "
           f"{statistics.median(rates[-q:]):.0f} prog/s")  # fmt: skip
-    print(f"after close: sandbox-user processes {after_sandbox} (before {before_sandbox}); child processes "
-          f"{len(leftovers)}; open fds {me.num_fds()} (before {fds0})")  # fmt: skip
+    print(f"after close: sandbox-user processes {after_sandbox} (before {before_sandbox}) {gone_s:.1f}s after close; "
+          f"child processes {len(leftovers)}; open fds {me.num_fds()} (before {fds0})")  # fmt: skip
     return {"programs": args.n, "seconds": total, "hostile_valid": hostile_valid, "leftover_processes": len(leftovers),
+            "sandbox_before": before_sandbox, "sandbox_after": after_sandbox,
             "fds_before": fds0, "fds_after": me.num_fds(), "rate_first": statistics.median(rates[:q]),
             "rate_last": statistics.median(rates[-q:]), "rss_first": tree_rss[0], "rss_last": tree_rss[-1],
             "procs_first": tree_procs[0], "procs_last": tree_procs[-1]}  # fmt: skip

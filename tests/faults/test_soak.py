@@ -18,6 +18,7 @@ def test_executor_soak():
     r = soak(parser().parse_args(["--n", str(n), "--chunk", str(max(500, n // 20))]))
     assert r["hostile_valid"] == 0
     assert r["leftover_processes"] == 0 and r["fds_after"] <= r["fds_before"]
+    assert r["sandbox_after"] <= r["sandbox_before"]  # nothing of the sandbox user outlives the executor
     assert r["procs_last"] == r["procs_first"]  # workers replaced, never accumulated
     assert r["rss_last"] <= 1.25 * r["rss_first"] + 50  # MiB: flat, not growing with the programs run
     assert r["rate_last"] >= 0.5 * r["rate_first"]  # no slow-down over the run (a shared machine is noisy)
