@@ -50,6 +50,18 @@ class RunResult:
     cpu: float = 0.0
 
 
+def _start_failure(code: int | None, stderr: str) -> str:
+    """Why a worker did not come up, and the fix where we know it."""
+    how = "did not start in time" if code is None else f"exited at start (code {code})"
+    msg = f"the sandbox worker {how}: {stderr or 'no output'}"
+    if "not allowed to use Firejail" in stderr:
+        msg += (
+            "\n  This user is not listed in /etc/firejail/firejail.users. Fix: `sudo $(which azr) sandbox-setup` "
+            "(lists the user who runs it through sudo), or add the user name to that file."
+        )
+    return msg
+
+
 class _Worker:
     def __init__(self, index: int, spec: LaunchSpec, init: dict[str, Any], expect_sandbox: bool) -> None:
         self.index = index
@@ -71,8 +83,17 @@ class _Worker:
         self.job: Job | None = None
         self.deadline = 0.0
         self.expect_sandbox = expect_sandbox
-        self._send(str(len(RUNNER_SOURCE.encode())).encode() + b"\n" + RUNNER_SOURCE.encode())
-        self._send(json.dumps({"init": init}).encode() + b"\n")
+        try:
+            self._send(str(len(RUNNER_SOURCE.encode())).encode() + b"\n" + RUNNER_SOURCE.encode())
+            self._send(json.dumps({"init": init}).encode() + b"\n")
+        except BrokenPipeError:  # the launcher exited at once (firejail refusing this user does)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            msg = _start_failure(self.proc.returncode, self.stderr_tail())
+            self.kill()
+            raise SandboxUnavailable(msg) from None
 
     def _send(self, data: bytes) -> None:
         self.proc.stdin.write(data)
@@ -80,7 +101,11 @@ class _Worker:
     def wait_ready(self, timeout: float) -> None:
         hello = self.read_line(timeout)
         if hello is None:
-            raise SandboxUnavailable(f"sandbox worker did not start: {self.stderr_tail() or 'no output'}")
+            try:  # its output closed: it is exiting (or it hangs); a moment to learn its exit code
+                code = self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise SandboxUnavailable(_start_failure(code, self.stderr_tail()))
         info = json.loads(hello)
         if self.expect_sandbox and info.get("pid1") != "firejail":
             # firejail silently runs programs unsandboxed for a user not listed in firejail.users.

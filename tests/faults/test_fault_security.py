@@ -30,3 +30,19 @@ def test_setup_script_runs_the_sandbox_step_through_sudo_for_a_non_root_user():
     # Through sudo by absolute path (sudo's secure_path has no .venv), and a failure says what to run.
     assert 'sudo "$PWD/.venv/bin/azr" sandbox-setup' in script
     assert "run 'sudo $PWD/.venv/bin/azr sandbox-setup'" in script
+
+
+@pytest.mark.parametrize("script", ["exit 1", "head -c 1 >/dev/null; exit 1"])  # gone before / after our first write
+def test_a_user_firejail_refuses_gets_one_error_naming_the_fix(script: str):
+    """firejail exits at once for a user missing from a firejail.users that exists (measured as a non-root user with
+    sudo): the executor says so and how to fix it, instead of a BrokenPipeError traceback."""
+    from azr_core.executor.pool import _Worker
+    from azr_core.executor.sandbox import LaunchSpec, SandboxUnavailable
+
+    refusal = "echo 'Error: the user is not allowed to use Firejail.' >&2; "
+    spec = LaunchSpec(["/bin/sh", "-c", refusal + script], {"PATH": "/usr/bin:/bin"}, None, None, False, False)
+    with pytest.raises(SandboxUnavailable) as err:
+        _Worker(0, spec, {}, expect_sandbox=True).wait_ready(30)
+    msg = str(err.value)
+    assert "exited at start (code 1)" in msg and "not allowed to use Firejail" in msg
+    assert "sandbox-setup" in msg and "/etc/firejail/firejail.users" in msg
