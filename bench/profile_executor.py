@@ -77,9 +77,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--sandbox", choices=["firejail", "none"], default="firejail", help="none: what firejail adds")
     args = ap.parse_args()
     programs = make_programs(args.n, 0.0, seed=3)
-    with Executor(ExecutorConfig(timeout_s=1.0, workers=args.workers)) as ex:
+    with Executor(ExecutorConfig(timeout_s=1.0, workers=args.workers, sandbox=args.sandbox)) as ex:
         ex.validate_many(programs[:200])  # warm up
         before, host0, t0 = snapshot(ex), time.process_time(), time.perf_counter()
         execs0 = ex.stats["executions"]
