@@ -95,7 +95,8 @@ print((time.perf_counter() - t0) / n)
 def fork_floor(python: str, n: int = 1000) -> float:
     """Seconds per fork + exit + wait of a bare `python` process: what every sandboxed execution pays at least.
 
-    Measured with the interpreter the sandbox uses, outside the sandbox (firejail adds nothing measurable to it).
+    Measured with the interpreter the sandbox uses, outside the sandbox: the floor of the design, not of firejail
+    (whose seccomp filter and namespaces add ~20-25% to each execution: `bench/profile_executor.py --sandbox none`).
     """
     out = subprocess.run([python, "-S", "-s", "-B", "-c", FORK_FLOOR_SRC, str(n)], capture_output=True, text=True)
     return float(out.stdout.strip())
