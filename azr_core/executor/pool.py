@@ -186,8 +186,10 @@ class WorkerPool:
             "deprioritize_after_s": cfg.deprioritize_after_s,
             "undumpable": True,
         }
-        workers = [self._spawn(i) for i in range(self.size)]
-        try:
+        workers: list[_Worker] = []
+        try:  # a worker that fails to start takes the ones started before it down with it
+            for i in range(self.size):
+                workers.append(self._spawn(i))
             for w in workers:
                 w.wait_ready(START_TIMEOUT_S)
         except BaseException:

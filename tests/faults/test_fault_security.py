@@ -46,3 +46,26 @@ def test_a_user_firejail_refuses_gets_one_error_naming_the_fix(script: str):
     msg = str(err.value)
     assert "exited at start (code 1)" in msg and "not allowed to use Firejail" in msg
     assert "sandbox-setup" in msg and "/etc/firejail/firejail.users" in msg
+
+
+def test_a_worker_failing_to_start_takes_the_started_ones_down_with_it(monkeypatch):
+    import psutil
+
+    from azr_core.executor import pool as pool_mod
+    from azr_core.executor.config import ExecutorConfig
+    from azr_core.executor.sandbox import SandboxUnavailable
+
+    started = []
+    real = pool_mod.WorkerPool._spawn
+
+    def spawn(self, index):
+        if index == 2:
+            raise SandboxUnavailable("the third worker refused")
+        started.append(real(self, index))
+        return started[-1]
+
+    monkeypatch.setattr(pool_mod.WorkerPool, "_spawn", spawn)
+    with pytest.raises(SandboxUnavailable, match="third worker"):
+        pool_mod.WorkerPool(ExecutorConfig(workers=4, sandbox="none"))
+    assert len(started) == 2
+    assert all(not psutil.pid_exists(w.proc.pid) for w in started)  # killed and reaped, not left running
