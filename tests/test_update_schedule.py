@@ -88,12 +88,17 @@ def test_leaving_out_zero_advantage_sequences_gives_the_same_update(tiny_dir):
     full, lean = _trainer(tiny_dir), _trainer(tiny_dir)
     recs = [SequenceRecord([5, 6, 7], [8, 9, 10, 11], [-2.0] * 4, adv, "g") for adv in (1.0, 0.0, -0.5, 0.0, 0.0, 0.75)]
     total = sum(len(r.completion_token_ids) for r in recs)
-    full.train_step(recs)
-    lean.train_step([r for r in recs if r.advantage], total_tokens=total)
+    m_full = full.train_step(recs)
+    m_lean = lean.train_step([r for r in recs if r.advantage], total_tokens=total)
+    # The gradient itself, scale included (AdamW's first step is nearly scale-free, so the weights alone would not
+    # show a wrong token normalisation).
+    assert m_lean["grad_norm"] == pytest.approx(m_full["grad_norm"], rel=1e-5)
     a, b = _weights(full), _weights(lean)
     assert any(not torch.equal(v, _weights(_trainer(tiny_dir))[k]) for k, v in a.items())  # the step moved them
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+        # A weight whose gradient is near AdamW's eps moves by g / (|g| + eps) * lr, which amplifies the summation
+        # order's float noise: up to 3.2e-6 on 2 of 3200 weights on this VM's CPU. 1e-5 is a thousandth of the step.
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
     # A mini-batch with nothing left to run still takes its step: AdamW's moments move the weights as they would
     # after a zero-gradient backward over the whole mini-batch.
     zeros = [SequenceRecord([5, 6], [7, 8], [-2.0] * 2, 0.0, "g") for _ in range(3)]
@@ -103,4 +108,4 @@ def test_leaving_out_zero_advantage_sequences_gives_the_same_update(tiny_dir):
     after = _weights(lean)
     assert any(not torch.equal(before[k], after[k]) for k in after) and full.step == lean.step == 2
     for k, v in _weights(full).items():
-        torch.testing.assert_close(v, after[k], rtol=0, atol=1e-6)
+        torch.testing.assert_close(v, after[k], rtol=0, atol=1e-5)  # as above
