@@ -275,3 +275,18 @@ def test_a_worker_replaced_twice_in_one_poll_round_reports_its_job_once():
         assert job.key == "k2" and res.status == "ok" and res.output == "2"  # the fresh worker serves
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("limit", [256, 0])  # 256: the old fixed default; 0: auto, 16 per worker + 256
+def test_executors_running_at_once_do_not_starve_each_other_of_processes(limit):
+    """The process limit counts the sandbox user's processes machine-wide: 3 per worker of every executor. Two
+    48-worker executors (288 processes; an evaluation's graders plus self-play's executor come to as many) broke
+    every execution under the old limit of 256; the auto limit leaves room."""
+    cfg = ExecutorConfig(workers=48, max_processes=limit)
+    with Executor(cfg).start() as a, Executor(cfg).start() as b:
+        progs = [(f"def f(x):\n    return x + {i}", "1") for i in range(20)]
+        valid = [r.valid for ex in (a, b) for r in ex.validate_many(progs)]
+    if limit:
+        assert not any(valid)  # the failure this default fixes (a fork over the limit fails)
+    else:
+        assert all(valid)

@@ -34,10 +34,12 @@ class ExecutorConfig(Section):
     )
     memory_mb: int = Field(512, gt=16, description="Address-space limit (RLIMIT_AS) of a child, MiB.")
     max_processes: int = Field(
-        256,
-        gt=0,
-        description="RLIMIT_NPROC of a child. It counts every process of the sandbox user on the machine: about 3 per "
-        "worker of every executor running (firejail's two and the worker), plus what children start. It binds only "
+        0,
+        ge=0,
+        description="RLIMIT_NPROC of a child; 0 = auto: 16 per worker + 256. It counts every process of the sandbox "
+        "user on the machine: 3 per worker of every executor running (firejail's two and the worker), plus what "
+        "children start, so it must leave room for the executors that run at once (self-play's, and an evaluation's "
+        "two: at 256, two evaluations' 32-worker graders made every HumanEval+ program fail to fork). It binds only "
         "for an unprivileged user, which is why the sandbox runs as `sandbox_user`; fork bombs stop at it.",
     )
     max_file_bytes: int = Field(1 << 20, ge=0, description="Largest file a child may write (RLIMIT_FSIZE), bytes.")
@@ -78,6 +80,10 @@ class ExecutorConfig(Section):
         description="Paths made inaccessible inside the sandbox (firejail --blacklist), on top of its private home, "
         "/tmp and /dev. The executor's working directory is added.",
     )
+
+    def resolved_max_processes(self) -> int:
+        """The sandbox user's process limit after applying the `0 = auto` rule."""
+        return self.max_processes or 16 * self.resolved_workers() + 256
 
     def resolved_workers(self) -> int:
         """The worker count after applying the `0 = auto` rule."""

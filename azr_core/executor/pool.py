@@ -180,7 +180,7 @@ class WorkerPool:
             "memory_mb": cfg.memory_mb,
             "max_file_bytes": cfg.max_file_bytes,
             "max_open_files": cfg.max_open_files,
-            "max_processes": cfg.max_processes,
+            "max_processes": cfg.resolved_max_processes(),
             "banned_modules": sorted(BANNED_MODULES),
             "guard_builtins": cfg.static_checks,
             "deprioritize_after_s": cfg.deprioritize_after_s,
