@@ -1,4 +1,5 @@
-"""Helpers of the tests that start the real local stack (`azr up`): a free loopback port, a command in the repo."""
+"""Helpers shared by the tests: for those that start the real local stack (`azr up`), a free loopback port and a
+command in the repo; for those that resume a run after a fault, the check that every committed row is there once."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def stack_up_and_deploy(env: dict[str, str], *deploy_args: str, timeout: float =
     deploy = run([str(BIN / "prefect"), "--no-prompt", "deploy", *(deploy_args or ("--all",))], env, 600)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     return env
+
+
+def assert_each_row_once(con) -> None:
+    """No committed row of a run folder twice (a resumed iteration must not add its rows again)."""
+    for table, key in (("proposals", "proposal_id"), ("rollouts", "rollout_id"), ("tasks", "task_id")):
+        n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
+        assert n == distinct, f"duplicated rows in {table}"

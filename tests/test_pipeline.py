@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from stackutil import BIN, REPO, run, stack_up_and_deploy
+from stackutil import BIN, REPO, assert_each_row_once, run, stack_up_and_deploy
 
 from azr_core.store import connect, read_commit
 
@@ -140,9 +140,7 @@ def test_deployment_run_then_crash_and_resume(stack, tmp_path):
     con = connect(run_dir)
     its = [r[0] for r in con.execute("SELECT iteration FROM iterations ORDER BY iteration").fetchall()]
     assert its == [0, 1, 2]
-    for table, key in (("proposals", "proposal_id"), ("rollouts", "rollout_id"), ("tasks", "task_id")):
-        n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
-        assert n == distinct, f"duplicated rows in {table}"
+    assert_each_row_once(con)
     assert con.execute("SELECT count(*) FROM proposals WHERE iteration = 2").fetchone()[0] == 3
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["000001", "000002"]
 

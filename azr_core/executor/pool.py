@@ -87,13 +87,17 @@ class _Worker:
             self._send(str(len(RUNNER_SOURCE.encode())).encode() + b"\n" + RUNNER_SOURCE.encode())
             self._send(json.dumps({"init": init}).encode() + b"\n")
         except BrokenPipeError:  # the launcher exited at once (firejail refusing this user does)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-            msg = _start_failure(self.proc.returncode, self.stderr_tail())
+            err = self._start_error(wait_s=5)
             self.kill()
-            raise SandboxUnavailable(msg) from None
+            raise err from None
+
+    def _start_error(self, wait_s: float) -> SandboxUnavailable:
+        """The worker did not come up: a moment to learn its exit code (it is exiting, or it hangs), then why."""
+        try:
+            code = self.proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            code = None
+        return SandboxUnavailable(_start_failure(code, self.stderr_tail()))
 
     def _send(self, data: bytes) -> None:
         self.proc.stdin.write(data)
@@ -101,11 +105,7 @@ class _Worker:
     def wait_ready(self, timeout: float) -> None:
         hello = self.read_line(timeout)
         if hello is None:
-            try:  # its output closed: it is exiting (or it hangs); a moment to learn its exit code
-                code = self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                code = None
-            raise SandboxUnavailable(_start_failure(code, self.stderr_tail()))
+            raise self._start_error(wait_s=2)
         info = json.loads(hello)
         if self.expect_sandbox and info.get("pid1") != "firejail":
             # firejail silently runs programs unsandboxed for a user not listed in firejail.users.

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from stackutil import assert_each_row_once
 
 from azr_core.selfplay import stages
 from azr_core.selfplay.iteration import DiskFullError, run_iteration
@@ -84,7 +85,5 @@ def test_a_full_disk_fails_the_iteration_clearly_and_loses_nothing(small_disk: P
         out = run_iteration(s)
     assert out["committed"] == 2
     con = connect(run_dir)
-    for table, key in (("proposals", "proposal_id"), ("rollouts", "rollout_id"), ("tasks", "task_id")):
-        n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
-        assert n == distinct, table
+    assert_each_row_once(con)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["000001", "000002"]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from stackutil import assert_each_row_once
 
 from azr_core.store import connect, read_commit
 
@@ -50,9 +51,7 @@ def test_sigkill_then_resume(committed_once: Path, tmp_path: Path, point: str):
     assert resumed.returncode == 0 and resumed.stdout.strip() == str(before + 1), resumed.stderr[-3000:]
     last = before + 1
     con = connect(run)
-    for table, key in (("proposals", "proposal_id"), ("rollouts", "rollout_id"), ("tasks", "task_id")):
-        n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
-        assert n == distinct, f"duplicated rows in {table}"
+    assert_each_row_once(con)
     its = [r[0] for r in con.execute("SELECT iteration FROM iterations ORDER BY 1").fetchall()]
     assert its == list(range(last + 1))
     assert (run / "checkpoints" / f"{last:06d}").is_dir() and not list((run / "checkpoints").glob(".*partial"))

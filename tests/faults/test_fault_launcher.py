@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from stackutil import assert_each_row_once
 
 from azr_core.config import load_config
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
@@ -104,7 +105,5 @@ def test_the_launcher_killed_alone_then_the_run_resumes(tiny_dir: Path, tmp_path
     assert out["committed"] == 2 and out["step"] == 2
     assert json.loads((tmp_path / "run" / "mlflow_run.json").read_text())["runs"] == run_id  # the same MLflow run
     con = connect(tmp_path / "run")
-    for table, key in (("proposals", "proposal_id"), ("rollouts", "rollout_id"), ("tasks", "task_id")):
-        n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
-        assert n == distinct, table
+    assert_each_row_once(con)
     assert [r[0] for r in con.execute("SELECT iteration FROM iterations ORDER BY 1").fetchall()] == [0, 1, 2]

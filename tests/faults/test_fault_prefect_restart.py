@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from stackutil import BIN, run, stack_up_and_deploy
+from stackutil import BIN, assert_each_row_once, run, stack_up_and_deploy
 
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.store import connect, read_commit
@@ -87,9 +87,7 @@ def test_a_prefect_server_restart_mid_run_loses_nothing(tmp_path: Path):
             assert again.returncode == 0 and "Completed" in again.stdout, again.stdout[-3000:]
         assert read_commit(run_dir).iteration == 3
         con = connect(run_dir)
-        for table, key in (("proposals", "proposal_id"), ("rollouts", "rollout_id"), ("tasks", "task_id")):
-            n, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
-            assert n == distinct, table
+        assert_each_row_once(con)
         assert [r[0] for r in con.execute("SELECT iteration FROM iterations ORDER BY 1").fetchall()] == [0, 1, 2, 3]
     finally:
         subprocess.run([str(BIN / "azr"), "down"], env=env, capture_output=True, timeout=300)
