@@ -80,6 +80,21 @@ class SelfPlayConfig(_Section):
     skeleton_block_tokens: int = Field(
         64, ge=1, description="Under 'skeleton': most new tokens of each block after the first (inputs, message)."
     )
+    degenerate_retries: int = Field(
+        0,
+        ge=0,
+        description="When every TRR++ group of an iteration's batch is degenerate (all advantages zero: no gradient), "
+        "sample a new batch (propose, validate, solve, reward) up to this many times; the rollouts of all attempts "
+        "form one batch and their advantages are computed together. Paper and reference: 0 (such an iteration takes "
+        "no gradient). A deviation in the spirit of DAPO's dynamic sampling, for small batches.",
+    )
+    skeleton_nonempty_blocks: bool = Field(
+        False,
+        description="Under 'skeleton': the first token of each block may not close it or leave it blank (end of "
+        "sequence, whitespace, a fence's backtick are suppressed at that one step; log-probs stay the model's own). "
+        "SmolLM2-135M otherwise closed nearly every induction ```input block empty: 1 valid induction proposal in 180. "
+        "hf rollout backend only.",
+    )
     compact_prompts: bool = Field(
         False,
         description="Shorter prompts (no worked example, shorter rules): fewer tokens to generate from and train on. "
@@ -241,8 +256,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             "induction_inputs": 4,
             "learnability_rollouts": 4,
             "batch_per_group": 6,  # 4 left 2 of 30 iterations with every group degenerate (no gradient)
+            "degenerate_retries": 2,  # 6 left 6 of 30 so (the identity habit): sample such a batch again
             "prompt_template": "chat",  # an instruct model: its own chat template
             "response_prefill": "skeleton",
+            "skeleton_nonempty_blocks": True,
             "compact_prompts": True,
             "max_prompt_tokens": 1024,
             "lenient_parsing": True,

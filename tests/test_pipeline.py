@@ -21,6 +21,7 @@ from azr_core.store import connect, read_commit
 
 TINY = [
     "selfplay.batch_per_group=1",
+    "selfplay.degenerate_retries=0",  # one batch per iteration: the counts below are exact
     "selfplay.references_k=1",
     "rollout.max_new_tokens=24",
     "buffers.seed_max_rounds=0",

@@ -109,3 +109,31 @@ def test_auto_picks_vllm_only_with_gpu_and_package(monkeypatch):
 def test_sampling_params_from_config():
     p = SamplingParams.from_config(RolloutConfig(n=4, stop=["</answer>"], max_new_tokens=9), temperature=0.5)
     assert (p.n, p.stop, p.max_new_tokens, p.temperature) == (4, ("</answer>",), 9, 0.5)
+
+
+def test_nonempty_keeps_the_first_token_from_closing_or_blanking_the_block(tmp_path):
+    folder = make_tiny_model_dir(tmp_path / "model")
+    model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    backend = HFBackend(model, tok, batch_size=8)
+    empty = backend.empty_starts()
+    assert {tok.eos_token_id, tok.convert_tokens_to_ids("`"), tok.convert_tokens_to_ids(" ")} <= set(empty)
+    assert tok.convert_tokens_to_ids("x") not in empty and tok.convert_tokens_to_ids("1") not in empty
+    # A model that all but always starts with a fence's backtick, a blank or the end of sequence
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[empty] = 12.0
+    model.lm_head = head
+    p = SamplingParams(n=8, max_new_tokens=3, temperature=1.0, seed=0)
+    plain = [c.token_ids[0] for c in backend.generate(["ab"], p)[0].completions]
+    assert all(t in empty for t in plain)  # what a small model did to induction's ```input blocks
+    forced = backend.generate(["ab"], SamplingParams(**{**p.__dict__, "nonempty": True}))[0].completions
+    assert all(c.token_ids[0] not in empty for c in forced)
+    # only the first token: later ones come from the model's own distribution again
+    assert any(t in empty for c in forced for t in c.token_ids[1:])
+    # the recorded log-probs are the model's own (the suppression is not the policy): the forced first token is
+    # as unlikely as the model made it
+    for c in forced:
+        ref = _teacher_forced(model, tok("ab")["input_ids"], c.token_ids)
+        assert torch.allclose(ref, torch.tensor(c.logprobs), atol=1e-4) and c.logprobs[0] < -10

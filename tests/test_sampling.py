@@ -23,9 +23,11 @@ class BlockPolicy:
     def __init__(self, cut: bool = False) -> None:
         self.contexts: list[str] = []
         self.cut = cut
+        self.params: list = []
 
     def generate(self, prompts, params):
         out = []
+        self.params.append(params)
         for p in prompts:
             self.contexts.append(p)
             block = p.rsplit("```", 1)[-1].strip()
@@ -78,3 +80,15 @@ def test_think_mode_samples_the_whole_answer_in_one_piece_and_drops_long_prompts
     assert dropped == 1 and [i for i, _, _ in sampled] == [0] and len(policy.contexts) == 1
     (smp,) = sampled[0][2]
     assert smp.text == "<think>plan</think><answer>whole</answer>" and len(smp.pieces) == 1
+
+
+def test_skeleton_blocks_are_sampled_nonempty_as_configured():
+    for flag in (True, False):
+        policy = BlockPolicy()
+        s = _session(policy, **{"selfplay.skeleton_nonempty_blocks": flag})
+        prompt = "P" + response_prefill("skeleton", "propose", "induction")
+        sample(s, [prompt], "propose", [TaskType.INDUCTION], 1, "t")
+        assert len(policy.params) == 1 + s.cfg.selfplay.induction_inputs  # the first block, then one call per block
+        assert all(p.nonempty is flag for p in policy.params)
+    assert load_config(None, [], profile="cpu-tiny").selfplay.skeleton_nonempty_blocks
+    assert not load_config(None, []).selfplay.skeleton_nonempty_blocks  # the paper's profile samples freely

@@ -11,6 +11,7 @@ import pytest
 from azr_core.config import load_config
 from azr_core.policy.rollout.base import Completion, PromptOutput
 from azr_core.selfplay import stages
+from azr_core.selfplay.commit import commit
 from azr_core.selfplay.iteration import run_iteration
 from azr_core.selfplay.session import Session
 from azr_core.store import connect
@@ -248,6 +249,69 @@ def test_a_copy_of_a_buffered_task_gets_the_known_task_reward(tmp_path):
         copies = [p for p in validated.proposals if p.valid and p.task_type == "deduction"]
         # as the paper: its learnability reward (no rollouts for a known task: unlearnable, rewards.unlearnable)
         assert copies and all(p.in_buffers and p.reward == s.cfg.rewards.unlearnable for p in copies)
+
+
+class DeadThenAlive(ScriptedPolicy):
+    """While `dead`: every proposal is the same valid task (`return x * 3` on 3; induction: inputs 1-4) and every
+    answer is cut at the length limit, so each proposal is unlearnable (reward 0) and each solve a format error (-1):
+    every group is degenerate. Then it answers as ScriptedPolicy(repeat=True), whose valid program is that task."""
+
+    def __init__(self) -> None:
+        super().__init__(repeat=True)
+        self.dead = True
+
+    def _completion(self, prompt: str, i: int) -> tuple[str, str]:
+        role, block = _role(prompt), prompt.rsplit("```", 1)[-1].strip()
+        if not self.dead or role == "inputs":
+            return super()._completion(prompt, i)
+        if role == "program":
+            return ("def f(x):\n    return x * 3\n```", "stop") if block == "python" else ("3\n```", "stop")
+        return "nonsense", "length"
+
+
+def _attempt(s: Session, previous):
+    return stages.reward(s, stages.solve(s, stages.execute_validate(s, stages.propose(s, previous))))
+
+
+def test_a_batch_with_no_live_group_is_sampled_again_and_joins_the_next(tmp_path):
+    policy = DeadThenAlive()
+    over = {"buffers.seed_max_rounds": 0, "selfplay.batch_per_group": 3, "selfplay.degenerate_retries": 2}
+    with make_session(tmp_path, policy, **over) as s:
+        first = _attempt(s, stages.seed(s, 1))
+        assert first.live_groups == [] and all(b.advantage == 0 for b in first.batch)
+        assert first.solved.validated.new_tasks and stages.resample(s, first)
+        policy.dead = False
+        second = _attempt(s, first)
+        assert second.attempt == 2 and second.live_groups and not stages.resample(s, second)
+        # one batch: the first attempt's rollouts too, advantages of zero mean over each whole group
+        mine = [*second.solved.validated.proposals, *second.solved.solves]
+        assert len(second.batch) == len(first.batch) + len(mine)
+        assert {id(b) for b in first.batch} <= {id(b) for b in second.batch}
+        for group in second.live_groups:
+            assert abs(sum(b.advantage for b in second.batch if b.group == group)) < 1e-9
+        # a task new in the first attempt is a duplicate in the second, never a second new task
+        (x3,) = [t for t in first.solved.validated.new_tasks if t.task_type == "deduction"]
+        again = [p for p in second.solved.validated.proposals if p.task_id == x3.task_id]
+        assert again and all(p.duplicate and not p.in_buffers for p in again)
+        assert x3.task_id not in {t.task_id for t in second.solved.validated.new_tasks}
+        summary = commit(s, stages.update(s, second))
+    con = connect(tmp_path / "run")
+    assert con.execute("SELECT count(*) FROM proposals WHERE iteration = 1").fetchone()[0] == 2 * 3 * 3
+    assert con.execute("SELECT count(*) FROM rollouts WHERE in_batch").fetchone()[0] == len(second.batch)
+    assert con.execute("SELECT count(*) FROM tasks WHERE task_id = ?", [x3.task_id]).fetchone()[0] == 1
+    metrics = con.execute("SELECT metrics FROM iterations WHERE iteration = 1").fetchone()[0]
+    assert metrics["attempts"] == 2 and metrics["groups/live"] == len(second.live_groups) > 0
+    assert summary["committed"] == 1
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_resampling_is_bounded_by_degenerate_retries(tmp_path, retries):
+    over = {"buffers.seed_max_rounds": 0, "selfplay.batch_per_group": 2, "selfplay.degenerate_retries": retries}
+    with make_session(tmp_path, DeadThenAlive(), **over) as s:  # dead throughout: no attempt has a live group
+        run_iteration(s)
+    metrics = connect(tmp_path / "run").execute("SELECT metrics FROM iterations WHERE iteration = 1").fetchone()[0]
+    assert metrics["attempts"] == 1 + retries and metrics["groups/live"] == 0
+    assert metrics["proposals/deduction"] == 2 * (1 + retries)
 
 
 def test_rollout_n_gives_n_completions_per_prompt(tmp_path):

@@ -25,6 +25,7 @@ def _cfg(tmp_path: Path):
             "tracking.register_every=0",
             "store.fsync=false",
             "selfplay.batch_per_group=2",
+            "selfplay.degenerate_retries=1",  # at most one resample of a batch with no live group
             "selfplay.references_k=1",
             "selfplay.induction_inputs=2",
             "selfplay.learnability_rollouts=2",

@@ -157,6 +157,7 @@ def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:
         probes = [x for x in rec.probes if x.task.task_type is t]
         if probes:
             m[f"learnability_accuracy/{t}"] = share(x.correct for x in probes)
+    m["attempts"] = rec.attempts
     m["seed/proposals"] = len(rec.seed_proposals)
     m["seed/valid"] = sum(p.valid for p in rec.seed_proposals)
     m["seed/tasks"] = len(rec.seed_tasks)
@@ -171,6 +172,7 @@ def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:
         if rewards:
             m[f"reward_mean/{name}"] = statistics.fmean(rewards)
         advantages += [b.advantage for b in members if b.advantage is not None]
+    m["groups/live"] = len({b.group for b in rec.batch if b.advantage})
     if advantages:
         m["advantage/mean"] = statistics.fmean(advantages)
         m["advantage/std"] = statistics.pstdev(advantages)

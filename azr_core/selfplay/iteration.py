@@ -29,13 +29,21 @@ def run_iteration(s: Session, *, call: Callable[..., Any] = _direct) -> Any:
     """
     iteration = s.last_iteration + 1
     with _disk_full_explained(s, iteration):
-        seeded = call(stages.seed, s, iteration)  # once, before the first training iteration
-        proposed = call(stages.propose, s, seeded)  # proposer prompts with K references per type
-        validated = call(stages.execute_validate, s, proposed)  # every proposal checked and run in the sandbox
-        solved = call(stages.solve, s, validated)  # solver batches + learnability probes
-        rewarded = call(stages.reward, s, solved)  # graded in the sandbox; rewards; TRR++ advantages
+        rewarded = call(stages.seed, s, iteration)  # once, before the first training iteration
+        while True:  # once, unless a batch with no live group is sampled again (selfplay.degenerate_retries)
+            proposed = call(stages.propose, s, rewarded)  # proposer prompts with K references per type
+            validated = call(stages.execute_validate, s, proposed)  # every proposal checked and run in the sandbox
+            solved = call(stages.solve, s, validated)  # solver batches + learnability probes
+            rewarded = call(stages.reward, s, solved)  # graded in the sandbox; rewards; TRR++ advantages
+            if not stages.resample(s, _value(rewarded)):
+                break
         updated = call(stages.update, s, rewarded)  # old log-probs recomputed; one step per mini-batch; checkpoint
         return call(commit, s, updated)  # Parquet rows, COMMITTED, buffers, MLflow
+
+
+def _value(result: Any) -> Any:
+    """A stage's result itself (the flow's `call` hands it on wrapped, as `.value`)."""
+    return getattr(result, "value", result)
 
 
 class DiskFullError(OSError):

@@ -106,22 +106,30 @@ class Seeded:
 
 @dataclass
 class Proposed:
-    """The iteration's proposals, parsed (not yet run)."""
+    """The iteration's proposals, parsed (not yet run). `earlier`: the attempt before this one, when its batch had
+    no live group and was sampled again (selfplay.degenerate_retries); this attempt's rollouts join its batch."""
 
     seeded: Seeded
     proposals: list[ProposalRollout]
     filtered_prompts: int  # proposer prompts over selfplay.max_prompt_tokens: dropped, not truncated
     seconds: float
+    earlier: Rewarded | None = None
 
     @property
     def iteration(self) -> int:
         return self.seeded.iteration
+
+    @property
+    def attempt(self) -> int:
+        """1 for the iteration's first batch, 2 for its first resample, ..."""
+        return 1 if self.earlier is None else self.earlier.attempt + 1
 
     def summary(self) -> dict[str, Any]:
         return _summary(
             self.iteration,
             "propose",
             self.seconds,
+            attempt=self.attempt,
             proposals=len(self.proposals),
             parsed=sum(bool(p.candidate and p.candidate.parsed) for p in self.proposals),
             format_ok=sum(p.format_ok for p in self.proposals),
@@ -194,7 +202,8 @@ class Solved:
 
 @dataclass
 class Rewarded:
-    """Every rollout graded and rewarded; `batch` is what the update trains on, group by group, with advantages."""
+    """Every rollout graded and rewarded; `batch` is what the update trains on, group by group, with advantages
+    (with the rollouts of earlier attempts of the iteration, if any: one batch, its advantages computed together)."""
 
     solved: Solved
     batch: list[Rollout]
@@ -204,6 +213,20 @@ class Rewarded:
     def iteration(self) -> int:
         return self.solved.iteration
 
+    @property
+    def attempt(self) -> int:
+        return self.solved.validated.proposed.attempt
+
+    @property
+    def live_groups(self) -> list[str]:
+        """The TRR++ groups with some non-zero advantage: where the update gets a gradient."""
+        return sorted({b.group for b in self.batch if b.advantage})
+
+    def attempts(self) -> list[Rewarded]:
+        """This attempt and the earlier ones of the iteration, oldest first."""
+        earlier = self.solved.validated.proposed.earlier
+        return [*(earlier.attempts() if earlier else []), self]
+
     def summary(self) -> dict[str, Any]:
         solves = self.solved.solves
         proposals = self.solved.validated.proposals
@@ -211,10 +234,12 @@ class Rewarded:
             self.iteration,
             "reward",
             self.seconds,
+            attempt=self.attempt,
             solve_accuracy=round(share(x.correct for x in solves), 4),
             mean_proposer_reward=_mean([p.reward for p in proposals]),
             batch=len(self.batch),
             nonzero_advantages=sum(1 for b in self.batch if b.advantage),
+            live_groups=len(self.live_groups),
         )
 
 
@@ -262,35 +287,40 @@ class IterationRecord:
     step: int
     checkpoint_id: str
     stage_seconds: dict[str, float]
+    attempts: int = 1  # batches sampled: 1 + resamples of batches with no live group
 
     @classmethod
     def of(cls, u: Updated) -> IterationRecord:
-        r = u.rewarded
-        s = r.solved
-        v = s.validated
-        p = v.proposed
-        seeded = p.seeded
+        attempts = u.rewarded.attempts()  # one, unless a batch with no live group was sampled again
+        rs = [r.solved for r in attempts]
+        vs = [s.validated for s in rs]
+        ps = [v.proposed for v in vs]
+        seeded = ps[0].seeded
         return cls(
             iteration=u.iteration,
             seed_proposals=seeded.proposals,
-            proposals=p.proposals,
+            proposals=[x for p in ps for x in p.proposals],
             seed_tasks=seeded.tasks,
-            new_tasks=v.new_tasks,
-            solves=s.solves,
-            probes=s.probes,
-            batch=r.batch,
-            filtered_prompts={"propose": p.filtered_prompts, "solve": s.filtered_prompts},
+            new_tasks=[t for v in vs for t in v.new_tasks],
+            solves=[x for s in rs for x in s.solves],
+            probes=[x for s in rs for x in s.probes],
+            batch=u.rewarded.batch,
+            filtered_prompts={
+                "propose": sum(p.filtered_prompts for p in ps),
+                "solve": sum(s.filtered_prompts for s in rs),
+            },  # fmt: skip
             train_metrics=u.train_metrics,
             step=u.step,
             checkpoint_id=u.checkpoint_id,
             stage_seconds={
                 "seed": seeded.seconds,
-                "propose": p.seconds,
-                "execute_validate": v.seconds,
-                "solve": s.seconds,
-                "reward": r.seconds,
+                "propose": sum(p.seconds for p in ps),
+                "execute_validate": sum(v.seconds for v in vs),
+                "solve": sum(s.seconds for s in rs),
+                "reward": sum(r.seconds for r in attempts),
                 "update": u.seconds,
             },
+            attempts=len(attempts),
         )
 
     @property

@@ -66,9 +66,10 @@ def sample(
 def _sample_skeleton(s, prompts, keep, role, task_types, params: SamplingParams, label):
     n_inputs = s.cfg.selfplay.induction_inputs
     stop = (*params.stop, SKELETON_STOP)
-    first = SamplingParams(**{**params.__dict__, "stop": stop})
+    nonempty = s.cfg.selfplay.skeleton_nonempty_blocks
+    first = SamplingParams(**{**params.__dict__, "stop": stop, "nonempty": nonempty})
     block_tokens = min(params.max_new_tokens, s.cfg.selfplay.skeleton_block_tokens)
-    later = SamplingParams(**{**params.__dict__, "stop": stop, "n": 1, "max_new_tokens": block_tokens})
+    later = SamplingParams(**{**first.__dict__, "n": 1, "max_new_tokens": block_tokens})
     outs = _generate(s, [prompts[i] for i in keep], first, label)
     result = []
     live: list[tuple[Sample, str, list[str]]] = []  # (sample, text generated on so far, blocks still to open)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from azr_core.advantages import trr_advantages
@@ -73,20 +74,31 @@ def seed(s: Session, iteration: int) -> Seeded:
     return Seeded(iteration, proposals, tasks, rounds, time.perf_counter() - start, sizes)
 
 
-def propose(s: Session, seeded: Seeded) -> Proposed:
+def propose(s: Session, previous: Seeded | Rewarded) -> Proposed:
     """batch_per_group proposer prompts per task type (K references from the type's buffer; induction: one program
-    from the deduction/abduction buffers), rollout.n completions each, parsed."""
+    from the deduction/abduction buffers), rollout.n completions each, parsed. After a `Rewarded` (an attempt whose
+    batch had no live group), this is the iteration's next attempt: its rollouts will join that batch."""
     start = time.perf_counter()
+    earlier = previous if isinstance(previous, Rewarded) else None
+    seeded = earlier.solved.validated.proposed.seeded if earlier else previous
     types = [t for t in TASK_TYPES for _ in range(s.cfg.selfplay.batch_per_group)]
     proposals, filtered = _propose_round(s, types, "propose")
-    return Proposed(seeded, proposals, filtered, time.perf_counter() - start)
+    return Proposed(seeded, proposals, filtered, time.perf_counter() - start, earlier)
 
 
 def execute_validate(s: Session, proposed: Proposed) -> Validated:
     """Check and run every proposal in the sandbox; every one keeps its outcome (valid, or the reason why not)."""
     start = time.perf_counter()
-    new_tasks = _validate(s, proposed.proposals, proposed.iteration)
+    earlier = proposed.earlier.attempts() if proposed.earlier else []
+    known = {t.task_id for r in earlier for t in r.solved.validated.new_tasks}  # new in an earlier attempt
+    new_tasks = _validate(s, proposed.proposals, proposed.iteration, known)
     return Validated(proposed, new_tasks, time.perf_counter() - start)
+
+
+def resample(s: Session, rewarded: Rewarded) -> bool:
+    """Whether to sample the iteration's batch again: no group is live (every advantage zero, so the update would
+    take no gradient) and `selfplay.degenerate_retries` allows another attempt. Paper: 0, never."""
+    return not rewarded.live_groups and rewarded.attempt <= s.cfg.selfplay.degenerate_retries
 
 
 def solve(s: Session, validated: Validated) -> Solved:
@@ -114,8 +126,9 @@ def reward(s: Session, solved: Solved) -> Rewarded:
                                                 correct_reward=r.correct, wrong_reward=r.wrong_answer,
                                                 format_error_reward=r.format_error), strict=True):  # fmt: skip
         x.reward = value
+    earlier = solved.validated.proposed.earlier
     verdicts: dict[str, list[float]] = defaultdict(list)
-    for x in solved.probes:
+    for x in [*(p for r in (earlier.attempts() if earlier else []) for p in r.solved.probes), *solved.probes]:
         verdicts[x.task.task_id].append(1.0 if x.correct else 0.0)
     proposals = solved.validated.proposals
     for p in proposals:
@@ -132,7 +145,9 @@ def reward(s: Session, solved: Solved) -> Rewarded:
     )
     for p, value in zip(proposals, values, strict=True):
         p.reward = r.known_task if r.known_task is not None and p.valid and p.in_buffers else value
-    batch: list[Rollout] = sorted(proposals + solved.solves, key=lambda b: GROUP_ORDER.index(b.group))
+    # One batch with the earlier attempts' rollouts (whose groups were all degenerate alone), advantages together.
+    batch: list[Rollout] = sorted([*(earlier.batch if earlier else []), *proposals, *solved.solves],
+                                  key=lambda b: GROUP_ORDER.index(b.group))  # fmt: skip
     advantages = trr_advantages(
         [float(b.reward or 0.0) for b in batch],
         [b.group.split("/")[0] for b in batch],
@@ -209,9 +224,9 @@ def _propose_round(s: Session, types: list[TaskType], stage: str) -> tuple[list[
     return proposals, filtered
 
 
-def _validate(s: Session, proposals: list[ProposalRollout], iteration: int) -> list[Task]:
-    """Run the candidates in the sandbox; mark exact duplicates (of the buffers or of an earlier proposal in this
-    batch); return the distinct new tasks."""
+def _validate(s: Session, proposals: list[ProposalRollout], iteration: int, known: Container[str] = ()) -> list[Task]:
+    """Run the candidates in the sandbox; mark exact duplicates (of the buffers, of `known` task ids, or of an earlier
+    proposal in this batch); return the distinct new tasks."""
     outcomes = validate_candidates(
         s.executor,
         [p.candidate for p in proposals],
@@ -225,7 +240,7 @@ def _validate(s: Session, proposals: list[ProposalRollout], iteration: int) -> l
         if outcome.valid and outcome.task is not None:
             p.task_id = outcome.task.task_id
             p.in_buffers = p.task_id in s.buffers
-            p.duplicate = p.in_buffers or p.task_id in fresh
+            p.duplicate = p.in_buffers or p.task_id in known or p.task_id in fresh
             if not p.duplicate:
                 fresh[p.task_id] = outcome.task
     return list(fresh.values())

@@ -29,6 +29,9 @@ class SamplingParams:
     max_new_tokens: int = 512
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    #: The first token may not end or blank the completion: no end of sequence, no whitespace-only token, no token
+    #: opening a code fence. A skeleton block must get content (a small model otherwise closes it at once).
+    nonempty: bool = False
 
     @classmethod
     def from_config(cls, cfg: RolloutConfig, **overrides: Any) -> SamplingParams:

@@ -43,6 +43,21 @@ class _LogprobRecorder:
         return torch.stack(self.steps, dim=1) if self.steps else sequences.new_zeros((sequences.shape[0], 0)).float()
 
 
+class _SuppressFirst:
+    """Logits processor: the first new token may not be one of `ids`. Placed after the recorder, so the recorded
+    log-probs stay the model's own distribution, which is what the trainer recomputes."""
+
+    def __init__(self, ids: list[int], prompt_width: int) -> None:
+        self.ids = torch.tensor(ids, dtype=torch.long)
+        self.width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] == self.width:
+            scores = scores.clone()
+            scores[:, self.ids.to(scores.device)] = float("-inf")
+        return scores
+
+
 class HFBackend(RolloutBackend):
     """Rollouts through `model.generate`.
 
@@ -70,6 +85,7 @@ class HFBackend(RolloutBackend):
             tokenizer.pad_token = tokenizer.eos_token
         self.eos_ids = _eos_ids(model, tokenizer)
         self._calls = 0  # generate calls so far: with a fixed seed, each call samples its own stream
+        self._empty_starts: list[int] | None = None  # token ids a `nonempty` completion may not start with
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
         """Sample `params.n` completions per prompt, `batch_size` sequences per `generate` call."""
@@ -109,12 +125,15 @@ class HFBackend(RolloutBackend):
         recorder = _LogprobRecorder()
         sample = params.temperature > 0
         kwargs = dict(temperature=params.temperature, top_p=params.top_p, top_k=0) if sample else {}
+        processors: list = [recorder]
+        if params.nonempty:  # after the recorder (transformers' own begin_suppress_tokens runs before it)
+            processors.append(_SuppressFirst(self.empty_starts(), width))
         sequences = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
             max_new_tokens=params.max_new_tokens,
             do_sample=sample,
-            logits_processor=[recorder],
+            logits_processor=processors,
             stop_strings=list(params.stop) or None,
             tokenizer=self.tokenizer if params.stop else None,
             pad_token_id=pad,
@@ -135,6 +154,17 @@ class HFBackend(RolloutBackend):
             ids, finish = ids[:keep], "stop"
         text = cut_text_at_stop(self._decode(ids), params.stop) if hit else self._decode(ids)
         return Completion(text=text, token_ids=ids, logprobs=lps[: len(ids)], finish_reason=finish)
+
+    def empty_starts(self) -> list[int]:
+        """Token ids that would leave a block empty if sampled first: end of sequence, whitespace only, or a
+        backtick after optional whitespace (the start of a closing fence). Computed once from the vocabulary."""
+        if self._empty_starts is None:
+            vocab = len(self.tokenizer)
+            texts = self.tokenizer.batch_decode([[i] for i in range(vocab)], skip_special_tokens=False)
+            self._empty_starts = sorted(
+                {i for i, t in enumerate(texts) if not t.strip() or t.lstrip().startswith("`")} | self.eos_ids
+            )
+        return self._empty_starts
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

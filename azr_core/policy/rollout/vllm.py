@@ -76,6 +76,11 @@ class VLLMBackend(RolloutBackend):
         """Sample `params.n` completions per prompt in one engine call."""
         from vllm import SamplingParams as VLLMSamplingParams
 
+        if params.nonempty:
+            raise ValueError(
+                "selfplay.skeleton_nonempty_blocks needs the hf rollout backend (vLLM has no per-request suppression "
+                "of the first token): set rollout.backend=hf, or selfplay.skeleton_nonempty_blocks=false"
+            )
         sp = VLLMSamplingParams(
             n=params.n,
             temperature=params.temperature,
