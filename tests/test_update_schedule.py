@@ -109,3 +109,33 @@ def test_leaving_out_zero_advantage_sequences_gives_the_same_update(tiny_dir):
     assert any(not torch.equal(before[k], after[k]) for k in after) and full.step == lean.step == 2
     for k, v in _weights(full).items():
         torch.testing.assert_close(v, after[k], rtol=0, atol=1e-5)  # as above
+
+
+def test_an_answer_trained_as_one_sequence_gives_the_update_of_its_pieces(tiny_dir):
+    from azr_core.policy.rollout.base import Completion
+    from azr_core.selfplay.sampling import training_records
+
+    # A skeleton answer: the model wrote [8, 9] after the prompt, the skeleton opened a block ([20, 21]), the model
+    # wrote [10, 11, 12]. Each piece's prompt is everything before it.
+    prompt, a, opened, b = [5, 6, 7], [8, 9], [20, 21], [10, 11, 12]
+    pieces = [(prompt, Completion("", a, [-2.0, -1.0], "stop")),
+              (prompt + a + opened, Completion("", b, [-1.5, -0.5, -3.0], "stop"))]  # fmt: skip
+    (one,) = training_records(pieces, 0.75, "propose/deduction")
+    assert one.prompt_token_ids == prompt and one.completion_token_ids == a + opened + b
+    assert one.sampled == [True, True, False, False, True, True, True] and one.n_sampled == 5
+    apart = [SequenceRecord(ids, c.token_ids, c.logprobs, 0.75, "propose/deduction") for ids, c in pieces]
+    other = [SequenceRecord([5, 6], [9, 8, 7], [-2.0] * 3, -0.75, "propose/deduction")]
+    merged, split = _trainer(tiny_dir), _trainer(tiny_dir)
+    lp_merged = merged.compute_logprobs([one])[0]
+    lp_split = split.compute_logprobs(apart)
+    assert lp_merged[:2] == pytest.approx(lp_split[0], abs=1e-5)
+    assert lp_merged[4:] == pytest.approx(lp_split[1], abs=1e-5)
+    m_merged, m_split = merged.train_step([one, *other]), split.train_step([*apart, *other])
+    assert m_merged["tokens"] == m_split["tokens"] == 5 + 3  # the opened block takes no loss and is not counted
+    assert m_merged["grad_norm"] == pytest.approx(m_split["grad_norm"], rel=1e-5)
+    for k, v in _weights(merged).items():
+        torch.testing.assert_close(v, _weights(split)[k], rtol=0, atol=1e-5)  # as above
+    # A tokenizer that merged tokens across a boundary: the pieces stay apart (still the same gradient)
+    broken = [pieces[0], ([5, 6, 99, 20, 21], pieces[1][1])]
+    assert [r.completion_token_ids for r in training_records(broken, 1.0, "g")] == [a, b]
+    assert training_records([(prompt, Completion("", [], [], "stop"))], 1.0, "g") == []

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from azr_core.policy.rollout.base import Completion, PromptOutput, SamplingParams
+from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.prompts import SKELETON_STOP, block_opening, close_skeleton, response_prefill, skeleton_blocks
 from azr_core.task_types import TaskType
 
@@ -42,6 +43,27 @@ class Sample:
     @property
     def prompt_token_ids(self) -> list[int]:
         return self.pieces[0][0] if self.pieces else []
+
+
+def training_records(pieces: list[tuple[list[int], Completion]], advantage: float, group: str) -> list[SequenceRecord]:
+    """What the update trains on for one answer. When each piece's prompt is the previous piece's prompt and
+    tokens plus the opened block (the tokenizer kept the boundaries), one sequence: the opened blocks are context
+    tokens that take no loss. Otherwise one sequence per piece. The gradient is the same; one sequence runs the
+    shared prompt forward and backward once instead of once per piece."""
+    pieces = [(ids, c) for ids, c in pieces if c.token_ids or ids]
+    ids0 = pieces[0][0] if pieces else []
+    seq, completion, logprobs, sampled = list(ids0), [], [], []
+    for ids, c in pieces:
+        if ids[: len(seq)] != seq:  # re-tokenizing the text merged tokens across a boundary: keep the pieces apart
+            return [SequenceRecord(i, c.token_ids, c.logprobs, advantage, group) for i, c in pieces if c.token_ids]
+        context = ids[len(seq) :]
+        completion += context + c.token_ids
+        logprobs += [0.0] * len(context) + c.logprobs
+        sampled += [False] * len(context) + [True] * len(c.token_ids)
+        seq = ids + c.token_ids
+    if not any(sampled):
+        return []
+    return [SequenceRecord(ids0, completion, logprobs, advantage, group, None if all(sampled) else sampled)]
 
 
 def sample(

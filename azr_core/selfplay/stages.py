@@ -12,7 +12,6 @@ from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from azr_core.advantages import trr_advantages
-from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.policy.trainer.schedule import run_update
 from azr_core.prompts import proposer_messages, render, response_prefill, solver_messages
 from azr_core.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
@@ -29,7 +28,7 @@ from azr_core.selfplay.records import (
     Validated,
     task_type_of,
 )
-from azr_core.selfplay.sampling import sample
+from azr_core.selfplay.sampling import sample, training_records
 from azr_core.task_types import TASK_TYPES, Task, TaskType
 
 if TYPE_CHECKING:
@@ -162,14 +161,9 @@ def reward(s: Session, solved: Solved) -> Rewarded:
 def update(s: Session, rewarded: Rewarded) -> Updated:
     """The update (old log-probs recomputed, one optimiser step per mini-batch), then a checkpoint."""
     start = time.perf_counter()
-    # One record per generated piece (a skeleton answer has one per block): together they are the answer's policy
-    # gradient, with its advantage; the blocks opened for the model are context, never trained on.
-    records = [
-        SequenceRecord(ids, c.token_ids, c.logprobs, float(b.advantage or 0.0), b.group)
-        for b in rewarded.batch
-        for ids, c in b.pieces
-        if c.token_ids
-    ]
+    # A skeleton answer's pieces (one per block the model wrote) are its policy gradient, with its advantage; the
+    # blocks opened for the model are context, never trained on (one sequence per answer where the tokens allow).
+    records = [r for b in rewarded.batch for r in training_records(b.pieces, float(b.advantage or 0.0), b.group)]
     metrics = run_update(s.policy, records, s.cfg.trainer) if records else {}
     s.step = int(metrics.get("step", s.step))  # the trainer's optimiser step, not a count of our own
     iteration = rewarded.iteration

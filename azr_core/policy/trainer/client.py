@@ -357,7 +357,7 @@ class PolicyWorkers:
         that add nothing were left out (azr_core.policy.trainer.schedule). No records still takes the step."""
         shards = shard_records(records, self.world_size)
         mbs = self.trainer_cfg.micro_batch_size
-        total = total_tokens if total_tokens is not None else sum(len(r.completion_token_ids) for r in records)
+        total = total_tokens if total_tokens is not None else sum(r.n_sampled for r in records)
         n_micro = max(-(-len(s) // mbs) for s in shards) or 1
         payload = [
             {"records": [r.to_dict() for r in s], "total_tokens": total, "num_micro_batches": n_micro} for s in shards

@@ -33,6 +33,14 @@ class SequenceRecord:
     old_logprobs: list[float]
     advantage: float
     group: str = ""
+    # Which completion tokens the model sampled (None: all). The others are context written for it (the blocks an
+    # answer skeleton opens): they condition the sampled tokens but take no loss, and their old log-probs are unused.
+    sampled: list[bool] | None = None
+
+    @property
+    def n_sampled(self) -> int:
+        """Completion tokens that take the loss (and count in the token mean)."""
+        return len(self.completion_token_ids) if self.sampled is None else sum(self.sampled)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for the worker protocol."""
@@ -95,10 +103,11 @@ def make_lr_lambda(cfg: TrainerConfig):
 def collate(records: Sequence[SequenceRecord], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
     """Right-padded prompt+completion ids, and per-target-position completion mask and old log-probs."""
     for r in records:
-        if not r.prompt_token_ids or len(r.old_logprobs) != len(r.completion_token_ids):
+        n = len(r.completion_token_ids)
+        if not r.prompt_token_ids or len(r.old_logprobs) != n or (r.sampled is not None and len(r.sampled) != n):
             raise ValueError(
-                f"bad record: {len(r.prompt_token_ids)} prompt tokens (need >= 1), "
-                f"{len(r.completion_token_ids)} completion tokens but {len(r.old_logprobs)} old log-probs"
+                f"bad record: {len(r.prompt_token_ids)} prompt tokens (need >= 1), {n} completion tokens but "
+                f"{len(r.old_logprobs)} old log-probs and {n if r.sampled is None else len(r.sampled)} sampled flags"
             )
     seqs = [r.prompt_token_ids + r.completion_token_ids for r in records]
     width = max(len(s) for s in seqs)
@@ -110,7 +119,7 @@ def collate(records: Sequence[SequenceRecord], pad_id: int, device: torch.device
         ids[i, : len(s)] = torch.tensor(s)
         attn[i, : len(s)] = 1
         start, n = len(r.prompt_token_ids) - 1, len(r.completion_token_ids)  # position t predicts token t+1
-        mask[i, start : start + n] = 1.0
+        mask[i, start : start + n] = 1.0 if r.sampled is None else torch.tensor(r.sampled, dtype=torch.float32)
         old[i, start : start + n] = torch.tensor(r.old_logprobs, dtype=torch.float32)
     adv = torch.tensor([r.advantage for r in records], dtype=torch.float32)
     batch = dict(input_ids=ids, attention_mask=attn, mask=mask, old_logprobs=old, advantages=adv)
@@ -238,7 +247,7 @@ class PolicyTrainer:
         is right for one rank); `num_micro_batches` is the most micro-batches any rank has. Merge the sums of all
         ranks with `summarize`.
         """
-        total = total_tokens if total_tokens is not None else sum(len(r.completion_token_ids) for r in records)
+        total = total_tokens if total_tokens is not None else sum(r.n_sampled for r in records)
         if total == 0:  # nothing to learn from (every rank sees the same global total, so all skip together)
             return {"skipped": 1.0, "sequences": float(len(records)), "tokens": 0.0}
         sums: dict[str, float] = {}
@@ -327,7 +336,7 @@ def _accumulate(sums: dict[str, float], chunk: list[SequenceRecord], terms, loss
         sums[key] = sums.get(key, 0.0) + value
 
     add("loss", loss)
-    add("tokens", float(sum(len(r.completion_token_ids) for r in chunk)))
+    add("tokens", float(sum(r.n_sampled for r in chunk)))
     add("sequences", float(len(chunk)))
     add("pg_loss_sum", float(terms.pg.sum().item()))
     add("ratio_sum", float(terms.ratio.sum().item()))
@@ -336,7 +345,7 @@ def _accumulate(sums: dict[str, float], chunk: list[SequenceRecord], terms, loss
         add("entropy_sum", float(terms.entropy.sum().item()))
     if terms.kl is not None:
         add("kl_sum", float(terms.kl.sum().item()))
-    per_seq_tokens = terms.pg.new_tensor([len(r.completion_token_ids) for r in chunk])
+    per_seq_tokens = terms.pg.new_tensor([r.n_sampled for r in chunk])
     clipped_per_seq = terms.clipped.sum(1)
     for i, r in enumerate(chunk):
         g = r.group or "all"

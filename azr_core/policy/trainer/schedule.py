@@ -58,7 +58,7 @@ def plan_update(records: Sequence[SequenceRecord], cfg: TrainerConfig) -> list[M
     plan = []
     for start in range(0, len(records), size):
         chunk = list(records[start : start + size])
-        tokens = sum(len(r.completion_token_ids) for r in chunk)
+        tokens = sum(r.n_sampled for r in chunk)
         run = [r for r in chunk if not (skip and r.advantage == 0.0)]
         plan.append(MiniBatch(run, tokens, len(chunk)))
     return plan
