@@ -1,6 +1,8 @@
 """One self-play iteration, top to bottom.
 
     seed -> propose -> execute-validate -> solve -> reward -> update -> commit
+               ^---------------------------------------'
+               again while no group is live (selfplay.degenerate_retries; the batches join)
 
 Each stage reads the result of the one before and returns its own (azr_core.selfplay.records). The Prefect flow runs
 this same function with each stage as a task (`call`), so the UI shows the iteration as this chain.
@@ -29,14 +31,14 @@ def run_iteration(s: Session, *, call: Callable[..., Any] = _direct) -> Any:
     """
     iteration = s.last_iteration + 1
     with _disk_full_explained(s, iteration):
-        rewarded = call(stages.seed, s, iteration)  # once, before the first training iteration
-        while True:  # once, unless a batch with no live group is sampled again (selfplay.degenerate_retries)
-            proposed = call(stages.propose, s, rewarded)  # proposer prompts with K references per type
+        seeded = call(stages.seed, s, iteration)  # once, before the first training iteration
+        rewarded = None
+        # One batch; sampled again (and joined) while no group is live, up to selfplay.degenerate_retries times
+        while rewarded is None or stages.resample(s, _value(rewarded)):
+            proposed = call(stages.propose, s, rewarded or seeded)  # proposer prompts with K references per type
             validated = call(stages.execute_validate, s, proposed)  # every proposal checked and run in the sandbox
             solved = call(stages.solve, s, validated)  # solver batches + learnability probes
             rewarded = call(stages.reward, s, solved)  # graded in the sandbox; rewards; TRR++ advantages
-            if not stages.resample(s, _value(rewarded)):
-                break
         updated = call(stages.update, s, rewarded)  # old log-probs recomputed; one step per mini-batch; checkpoint
         return call(commit, s, updated)  # Parquet rows, COMMITTED, buffers, MLflow
 
