@@ -111,7 +111,7 @@ def iteration_table(run_dir: str) -> list[str]:
     live = dict(con.execute(
         "SELECT iteration, count(DISTINCT role || task_type) FILTER (WHERE advantage <> 0) FROM rollouts "
         "WHERE in_batch GROUP BY 1").fetchall())  # fmt: skip
-    head = ["it", "wall_s", "live"]
+    head = ["it", "wall_s", "live", "att"]
     for t in TYPES:
         k = t[:3]
         head += [f"{k}:p_fmt", f"{k}:p_val", f"{k}:p_new", f"{k}:s_fmt", f"{k}:s_acc", f"{k}:r_prop", f"{k}:r_solve"]
@@ -120,7 +120,7 @@ def iteration_table(run_dir: str) -> list[str]:
     lines = ["\t".join(head)]
     for it, wall, m in rows:
         m = dict(m)
-        cells = [str(it), f"{wall:.0f}", str(live.get(it, 0))]
+        cells = [str(it), f"{wall:.0f}", str(live.get(it, 0)), f"{m.get('attempts', 1):.0f}"]
         for t in TYPES:
             cells += [f"{m.get(k, float('nan')):.2f}" for k in (
                 f"format_rate/propose/{t}", f"valid_rate/{t}", f"distinct_new_rate/{t}", f"format_rate/solve/{t}",
@@ -134,6 +134,28 @@ def iteration_table(run_dir: str) -> list[str]:
     return lines
 
 
+def summary(run_dir: str) -> list[str]:
+    """The iteration table, then the median iteration time, its split by stage, and the iterations with no gradient."""
+    lines = iteration_table(run_dir)
+    rows = [dict(zip(lines[0].split("\t"), line.split("\t"), strict=True)) for line in lines[1:]]
+    if not rows:
+        return lines
+    walls = [float(r["wall_s"]) for r in rows]
+    out = [*lines, f"median iteration wall time: {statistics.median(walls):.0f}s over {len(walls)} iterations"]
+    later = rows[1:] or rows  # the first iteration also pays for seeding
+    out.append(
+        f"median wall time after the seeding iteration: {statistics.median(float(r['wall_s']) for r in later):.0f}s"
+    )
+    stages = ("propose", "exec", "solve", "reward", "update", "upd:recomp", "upd:steps", "upd:ckpt")
+    out.append("  median seconds by stage after it: " + ", ".join(
+        f"{k} {statistics.median(float(r[k]) for r in later):.0f}" for k in stages))  # fmt: skip
+    dead = [r["it"] for r in rows if r["live"] == "0"]
+    resampled = [r["it"] for r in rows if r["att"] != "1"]
+    out.append(f"iterations with every group degenerate (no gradient): {len(dead)} {dead}")
+    out.append(f"iterations whose batch was sampled again (no live group at first): {len(resampled)} {resampled}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", type=int, default=30)
@@ -142,8 +164,12 @@ def main() -> None:
     ap.add_argument("--probe-tokens", type=int, default=48, help="most new tokens of a probe answer")
     ap.add_argument("--data", default=str(DATA), help="CRUXEval jsonl (code, input, output)")
     ap.add_argument("--run-dir", default=None, help="run folder (default: a new temp folder)")
+    ap.add_argument("--summary-of", default=None, help="only print the iteration summary of this run folder")
     ap.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     args = ap.parse_args()
+    if args.summary_of:
+        print("\n".join(summary(args.summary_of)))
+        return
     run_dir = args.run_dir or tempfile.mkdtemp(prefix="azr-bench-learning-")
     state = tempfile.mkdtemp(prefix="azr-bench-mlflow-")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{state}/mlflow.db")
@@ -176,14 +202,7 @@ def main() -> None:
         print("\n".join(iteration_table(run_dir)), flush=True)
 
     print("\n# iterations")
-    lines = iteration_table(run_dir)
-    print("\n".join(lines))
-    walls = [float(line.split("\t")[1]) for line in lines[1:]]
-    if walls:
-        print(f"median iteration wall time: {statistics.median(walls):.0f}s over {len(walls)} iterations")
-        print(f"median wall time after the seeding iteration: {statistics.median(walls[1:] or walls):.0f}s")
-        dead = [line.split("\t")[0] for line in lines[1:] if line.split("\t")[2] == "0"]
-        print(f"iterations with every group degenerate (no gradient): {len(dead)} {dead}")
+    print("\n".join(summary(run_dir)))
     print("\n# probe (greedy; mean [95% bootstrap interval])")
     half = len(tasks) // 2
     for it, res in sorted(probes.items()):
