@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from azr_core.config_base import ConfigError, Section, explain
 from azr_core.executor.config import ExecutorConfig
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
+from azr_core.profiles import PROFILES
 from azr_core.tracking import TrackingConfig
 
 RESOLVED_CONFIG_NAME = "config.yaml"
@@ -225,7 +226,7 @@ class EvaluationConfig(_Section):
 class AZRConfig(Section):
     """The whole configuration of a run."""
 
-    profile: str = Field("default", description="Profile the settings started from (see PROFILES): default, cpu-tiny.")
+    profile: str = Field("default", description="Profile the settings started from (see azr_core/profiles.py): default, cpu-tiny.")
     run: RunConfig = Field(default_factory=RunConfig, description=RunConfig.__doc__)
     selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig, description=SelfPlayConfig.__doc__)
     buffers: BuffersConfig = Field(default_factory=BuffersConfig, description=BuffersConfig.__doc__)
@@ -241,48 +242,6 @@ class AZRConfig(Section):
     def to_yaml(self) -> str:
         """The resolved config as YAML (every field, defaults included)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-# Profiles are differences from the field defaults, which are the paper's settings.
-PROFILES: dict[str, dict[str, Any]] = {
-    "default": {},
-    # One iteration of SmolLM2-135M on 2 CPU cores in a few minutes: ~12 proposals, ~12 solves, a few learnability
-    # rollouts for the rare valid proposal, short completions, one small update. Seeding is bounded by rounds since
-    # almost every early proposal of this model is invalid (DESIGN.md).
-    "cpu-tiny": {
-        "run": {"run_dir": "runs/cpu-tiny", "iterations": 30},
-        "selfplay": {
-            "references_k": 2,
-            "induction_inputs": 4,
-            "learnability_rollouts": 4,
-            "batch_per_group": 6,  # 4 left 2 of 30 iterations with every group degenerate (no gradient)
-            "degenerate_retries": 2,  # 6 left 6 of 30 so (the identity habit): sample such a batch again
-            "prompt_template": "chat",  # an instruct model: its own chat template
-            "response_prefill": "skeleton",
-            "skeleton_nonempty_blocks": True,
-            "compact_prompts": True,
-            "max_prompt_tokens": 1024,
-            "lenient_parsing": True,
-        },
-        "buffers": {"seed_quota": 8, "seed_round_size": 8, "seed_max_rounds": 2},
-        "evaluation": {"limit": 16, "max_new_tokens": 160, "template": "chat"},  # minutes, not hours, on 2 cores
-        "rewards": {"empty_answer_is_format_error": True},
-        # batch_size 24: the 18 prompts of a stage (3 types x 6) in one generate call, not 16 and then 2.
-        "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 128, "batch_size": 24},
-        # One CPU rank: ZeRO has nothing to partition, and stage 2's flat gradient buckets cost a step 1.16x plain
-        # AdamW here against 1.02x for stage 0 (bench/bench_policy.py). lr: the paper's 1e-6 is for 7B models.
-        # No entropy bonus (paper: 0.001): then sequences with zero advantage can be left out of the passes exactly.
-        # The sampler's log-probs as the old ones: on one CPU rank the sampler is the trainer's own module (equal to
-        # 1e-4, tests/test_policy_rollout.py), and recomputing them cost 14-20 s of a ~130 s iteration here.
-        "trainer": {
-            "micro_batch_size": 4,
-            "lr": 3e-5,
-            "entropy_coef": 0.0,
-            "zero_stage": 0,
-            "recompute_old_logprobs": False,
-        },
-    },
-}
 
 
 class _Loader(yaml.SafeLoader):

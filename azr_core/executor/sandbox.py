@@ -1,7 +1,7 @@
 """How a sandbox worker process is started: the firejail command line, its user, its environment.
 
 The worker itself is `runner.py`, sent on stdin to the system python, so the sandbox needs nothing from the host's
-virtualenv. DESIGN.md lists the firejail pitfalls this answers: `--private` hides /root (so: system python, source on
+virtualenv. The firejail pitfalls this answers, as measured: `--private` hides /root (so: system python, source on
 stdin), /tmp persists without `--private-tmp` (so: private tmp), `--timeout` costs 2 s (so: the parent enforces time
 limits), process limits do not bind root (so: a dedicated unprivileged user).
 """
