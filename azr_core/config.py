@@ -79,7 +79,10 @@ class SelfPlayConfig(_Section):
         "content is learned; only what the model wrote is trained on). 'none': nothing.",
     )
     skeleton_block_tokens: int = Field(
-        64, ge=1, description="Under 'skeleton': most new tokens of each block after the first (inputs, message)."
+        64,
+        ge=1,
+        description="Under 'skeleton': most new tokens of a value block (an input, an output, the message); a program "
+        "block may use rollout.max_new_tokens.",
     )
     degenerate_retries: int = Field(
         0,
@@ -226,7 +229,9 @@ class EvaluationConfig(_Section):
 class AZRConfig(Section):
     """The whole configuration of a run."""
 
-    profile: str = Field("default", description="Profile the settings started from (see azr_core/profiles.py): default, cpu-tiny.")
+    profile: str = Field(
+        "default", description="Profile the settings started from (see azr_core/profiles.py): default, cpu-tiny."
+    )
     run: RunConfig = Field(default_factory=RunConfig, description=RunConfig.__doc__)
     selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig, description=SelfPlayConfig.__doc__)
     buffers: BuffersConfig = Field(default_factory=BuffersConfig, description=BuffersConfig.__doc__)

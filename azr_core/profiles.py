@@ -23,6 +23,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "prompt_template": "chat",  # an instruct model: its own chat template
             "response_prefill": "skeleton",
             "skeleton_nonempty_blocks": True,
+            "skeleton_block_tokens": 48,  # an input or an answer: as the learning bench's probe allows its answers
             "compact_prompts": True,
             "max_prompt_tokens": 1024,
             "lenient_parsing": True,

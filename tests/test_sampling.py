@@ -92,3 +92,21 @@ def test_skeleton_blocks_are_sampled_nonempty_as_configured():
         assert all(p.nonempty is flag for p in policy.params)
     assert load_config(None, [], profile="cpu-tiny").selfplay.skeleton_nonempty_blocks
     assert not load_config(None, []).selfplay.skeleton_nonempty_blocks  # the paper's profile samples freely
+
+
+def test_a_value_block_is_capped_at_skeleton_block_tokens_and_a_program_block_is_not():
+    policy = BlockPolicy()
+    s = _session(policy, **{"selfplay.skeleton_block_tokens": 7, "rollout.max_new_tokens": 50})
+    types_ = [TaskType.DEDUCTION, TaskType.INDUCTION, TaskType.ABDUCTION]
+    prompts = ["A" + response_prefill("skeleton", "propose", t) for t in types_]
+    sampled, _ = sample(s, prompts, "propose", types_, 1, "t")
+    assert [i for i, _, _ in sampled] == [0, 1, 2]  # in the prompts' order
+    assert [smp.text.count("```input") for _, _, (smp,) in sampled] == [1, s.cfg.selfplay.induction_inputs, 1]
+    # the first calls: the two programs with the full budget, the induction proposal's first input capped
+    assert [policy.params[k].max_new_tokens for k in (0, 1)] == [50, 7]
+    assert policy.contexts[0].startswith("A") and "```input" in policy.contexts[2].rsplit("<answer>", 1)[-1]
+    assert all(p.max_new_tokens == 7 for p in policy.params[1:])
+    solver = BlockPolicy()
+    s = _session(solver, **{"selfplay.skeleton_block_tokens": 7, "rollout.max_new_tokens": 50})
+    sample(s, ["Q" + response_prefill("skeleton", "solve", "deduction")], "solve", [TaskType.DEDUCTION], 1, "t")
+    assert [p.max_new_tokens for p in solver.params] == [7]  # a solver's ```output answer is a value

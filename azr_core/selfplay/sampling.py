@@ -91,8 +91,17 @@ def _sample_skeleton(s, prompts, keep, role, task_types, params: SamplingParams,
     nonempty = s.cfg.selfplay.skeleton_nonempty_blocks
     first = SamplingParams(**{**params.__dict__, "stop": stop, "nonempty": nonempty})
     block_tokens = min(params.max_new_tokens, s.cfg.selfplay.skeleton_block_tokens)
-    later = SamplingParams(**{**first.__dict__, "n": 1, "max_new_tokens": block_tokens})
-    outs = _generate(s, [prompts[i] for i in keep], first, label)
+    first_value = SamplingParams(**{**first.__dict__, "max_new_tokens": block_tokens})
+    later = SamplingParams(**{**first_value.__dict__, "n": 1})
+    # A program block (```python) may run to rollout.max_new_tokens; a value block (input, output, message) to
+    # skeleton_block_tokens, the first block of an answer too (an induction proposal's input, a solver's answer).
+    code = [skeleton_blocks(role, task_types[i], n_inputs)[0] == "python" for i in keep]
+    outs: list[PromptOutput] = [None] * len(keep)  # type: ignore[list-item]
+    for kind, kind_params in ((True, first), (False, first_value)):
+        at = [k for k, c in enumerate(code) if c is kind]
+        for k, out in zip(at, _generate(s, [prompts[keep[k]] for k in at], kind_params, label) if at else [],
+                          strict=True):  # fmt: skip
+            outs[k] = out
     result = []
     live: list[tuple[Sample, str, list[str]]] = []  # (sample, text generated on so far, blocks still to open)
     for i, out in zip(keep, outs, strict=True):
