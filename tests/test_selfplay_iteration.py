@@ -184,6 +184,8 @@ def test_one_iteration_end_to_end(tmp_path, caplog):
     assert trained and all(r.advantage != 0 for r in trained)
     zero = con.execute("SELECT count(*) FROM rollouts WHERE in_batch AND advantage = 0").fetchone()[0]
     assert zero > 0 and metrics["train/skipped_sequences"] >= zero  # pieces: a skeleton answer has one per block
+    # (the scripted policy's prompt ids never extend the previous piece's: its answers stay apart, and say so)
+    assert metrics["train/answers_split"] > 0
     assert (tmp_path / "run" / "checkpoints" / "000001").is_dir()
     import mlflow
 

@@ -163,8 +163,10 @@ def update(s: Session, rewarded: Rewarded) -> Updated:
     start = time.perf_counter()
     # A skeleton answer's pieces (one per block the model wrote) are its policy gradient, with its advantage; the
     # blocks opened for the model are context, never trained on (one sequence per answer where the tokens allow).
-    records = [r for b in rewarded.batch for r in training_records(b.pieces, float(b.advantage or 0.0), b.group)]
+    per_answer = [training_records(b.pieces, float(b.advantage or 0.0), b.group) for b in rewarded.batch]
+    records = [r for recs in per_answer for r in recs]
     metrics = run_update(s.policy, records, s.cfg.trainer) if records else {}
+    metrics["answers_split"] = float(sum(len(recs) > 1 for recs in per_answer))  # pieces the tokens kept apart
     s.step = int(metrics.get("step", s.step))  # the trainer's optimiser step, not a count of our own
     iteration = rewarded.iteration
     t_ckpt = time.perf_counter()
