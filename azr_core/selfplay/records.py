@@ -122,7 +122,12 @@ class Proposed:
     @property
     def attempt(self) -> int:
         """1 for the iteration's first batch, 2 for its first resample, ..."""
-        return 1 if self.earlier is None else self.earlier.attempt + 1
+        return len(self.earlier_attempts) + 1
+
+    @property
+    def earlier_attempts(self) -> list[Rewarded]:
+        """The iteration's attempts before this one, oldest first (none for its first batch)."""
+        return self.earlier.attempts() if self.earlier else []
 
     def summary(self) -> dict[str, Any]:
         return _summary(
@@ -224,8 +229,7 @@ class Rewarded:
 
     def attempts(self) -> list[Rewarded]:
         """This attempt and the earlier ones of the iteration, oldest first."""
-        earlier = self.solved.validated.proposed.earlier
-        return [*(earlier.attempts() if earlier else []), self]
+        return [*self.solved.validated.proposed.earlier_attempts, self]
 
     def summary(self) -> dict[str, Any]:
         solves = self.solved.solves

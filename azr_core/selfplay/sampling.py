@@ -50,7 +50,6 @@ def training_records(pieces: list[tuple[list[int], Completion]], advantage: floa
     tokens plus the opened block (the tokenizer kept the boundaries), one sequence: the opened blocks are context
     tokens that take no loss. Otherwise one sequence per piece. The gradient is the same; one sequence runs the
     shared prompt forward and backward once instead of once per piece."""
-    pieces = [(ids, c) for ids, c in pieces if c.token_ids or ids]
     ids0 = pieces[0][0] if pieces else []
     seq, completion, logprobs, sampled = list(ids0), [], [], []
     for ids, c in pieces:
@@ -99,8 +98,7 @@ def _sample_skeleton(s, prompts, keep, role, task_types, params: SamplingParams,
     outs: list[PromptOutput] = [None] * len(keep)  # type: ignore[list-item]
     for kind, kind_params in ((True, first), (False, first_value)):
         at = [k for k, c in enumerate(code) if c is kind]
-        for k, out in zip(at, _generate(s, [prompts[keep[k]] for k in at], kind_params, label) if at else [],
-                          strict=True):  # fmt: skip
+        for k, out in zip(at, _generate(s, [prompts[keep[k]] for k in at], kind_params, label), strict=True):
             outs[k] = out
     result = []
     live: list[tuple[Sample, str, list[str]]] = []  # (sample, text generated on so far, blocks still to open)

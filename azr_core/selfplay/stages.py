@@ -88,8 +88,7 @@ def propose(s: Session, previous: Seeded | Rewarded) -> Proposed:
 def execute_validate(s: Session, proposed: Proposed) -> Validated:
     """Check and run every proposal in the sandbox; every one keeps its outcome (valid, or the reason why not)."""
     start = time.perf_counter()
-    earlier = proposed.earlier.attempts() if proposed.earlier else []
-    known = {t.task_id for r in earlier for t in r.solved.validated.new_tasks}  # new in an earlier attempt
+    known = {t.task_id for r in proposed.earlier_attempts for t in r.solved.validated.new_tasks}  # new before
     new_tasks = _validate(s, proposed.proposals, proposed.iteration, known)
     return Validated(proposed, new_tasks, time.perf_counter() - start)
 
@@ -127,7 +126,7 @@ def reward(s: Session, solved: Solved) -> Rewarded:
         x.reward = value
     earlier = solved.validated.proposed.earlier
     verdicts: dict[str, list[float]] = defaultdict(list)
-    for x in [*(p for r in (earlier.attempts() if earlier else []) for p in r.solved.probes), *solved.probes]:
+    for x in [*(p for r in solved.validated.proposed.earlier_attempts for p in r.solved.probes), *solved.probes]:
         verdicts[x.task.task_id].append(1.0 if x.correct else 0.0)
     proposals = solved.validated.proposals
     for p in proposals:
