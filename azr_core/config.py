@@ -52,6 +52,13 @@ class SelfPlayConfig(_Section):
     induction_inputs: int = Field(
         10, ge=2, description="N inputs an induction proposer must write; all N must parse and run (as the reference)."
     )
+    induction_distinct_inputs: int | None = Field(
+        None,
+        ge=2,
+        description="Distinct inputs an induction proposal must hold: a repeated input value is dropped (the first "
+        "kept) and at least this many must remain; None: all N. The reference neither checks nor drops repeats (its "
+        "held-out pairs can then repeat the shown ones and grade nothing).",
+    )
     induction_shown_fraction: float = Field(
         0.5,
         gt=0.0,

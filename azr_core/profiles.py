@@ -17,6 +17,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "selfplay": {
             "references_k": 2,
             "induction_inputs": 4,
+            # 213 of 234 induction proposals in a 30-iteration run wrote one input four times; 34 of them held 2-3
+            # distinct inputs: those become tasks over their distinct inputs instead of invalid proposals.
+            "induction_distinct_inputs": 2,
             "learnability_rollouts": 4,
             "batch_per_group": 6,  # 4 left 2 of 30 iterations with every group degenerate (no gradient)
             "degenerate_retries": 2,  # 6 left 6 of 30 so (the identity habit): sample such a batch again

@@ -97,11 +97,13 @@ def parse_proposal(
     lenient: bool = False,
     rename_entry: bool = True,
     reject_multiple: bool = True,
+    min_distinct: int | None = None,
 ) -> Candidate:
     """Turn a proposer completion into a Candidate (deduction/abduction: program + input; induction: inputs + message).
 
     For induction, `reference` is the program the proposer was shown; the candidate runs on it. `rename_entry` and
-    `reject_multiple` are the reference's rules for the entry function (see `entry_function`).
+    `reject_multiple` are the reference's rules for the entry function (see `entry_function`). `min_distinct`: the
+    distinct inputs an induction proposal needs (None: all `n_inputs`); repeats are dropped from the task.
 
     >>> text = "plan</think><answer>```python\\ndef f(x):\\n    return x*2\\n```\\n```input\\n3\\n```</answer>"
     >>> c = parse_proposal("deduction", text)
@@ -116,7 +118,7 @@ def parse_proposal(
     if region is None:
         return Candidate(task_type, False, reason=FORMAT_REASON, reference_ids=refs)
     if task_type is TaskType.INDUCTION:
-        return _parse_induction(region, format_ok, n_inputs, reference, refs)
+        return _parse_induction(region, format_ok, n_inputs, reference, refs, min_distinct)
     programs = extract_fenced(region, "python")
     inputs = extract_fenced(region, "input")
     base = Candidate(task_type, format_ok, reference_ids=refs)
@@ -136,10 +138,17 @@ def parse_proposal(
 
 
 def _parse_induction(
-    region: str, format_ok: bool, n_inputs: int, reference: Task | None, refs: tuple[str, ...]
+    region: str,
+    format_ok: bool,
+    n_inputs: int,
+    reference: Task | None,
+    refs: tuple[str, ...],
+    min_distinct: int | None = None,
 ) -> Candidate:
-    """As the reference: the last N ```input blocks are the inputs, and all N must be there (and, here, distinct
-    argument lists of literals); one bad input rejects the proposal."""
+    """As the reference: the last N ```input blocks are the inputs, all N must be there, and one bad input rejects
+    the proposal. Here they must also be argument lists of literals, and a repeated value is dropped (the first kept):
+    at least `min_distinct` (None: all N) distinct inputs must remain. The reference keeps repeats, so its held-out
+    pairs can repeat the shown ones and grade nothing."""
     base = Candidate(TaskType.INDUCTION, format_ok, reference_ids=refs)
     if reference is None:
         return _with(base, reason="parse: induction proposal without a reference program")
@@ -150,13 +159,16 @@ def _parse_induction(
     base = _with(base, inputs=tuple(blocks), message=message)
     if len(blocks) < n_inputs:
         return _with(base, reason=f"parse: {len(blocks)} ```input blocks, need {n_inputs}")
+    distinct: dict[str, str] = {}  # the value's repr -> its first text: "'a'" and '"a"' are one input
     for k, text in enumerate(blocks):
         try:
-            parse_call_args(text)
+            distinct.setdefault(repr(parse_call_args(text)), text)
         except InputError as exc:
             return _with(base, reason=f"input: input {k + 1} of {n_inputs}: {exc}")
-    if len(set(blocks)) < len(blocks):
-        return _with(base, reason=f"input: the {n_inputs} inputs are not distinct")
+    need = n_inputs if min_distinct is None else min(min_distinct, n_inputs)
+    if len(distinct) < need:
+        return _with(base, reason=f"input: {len(distinct)} distinct of the {n_inputs} inputs, need {need}")
+    base = _with(base, inputs=tuple(distinct.values()))
     if not message:
         return _with(base, reason="parse: missing ```message block")
     if reference.program.strip() in message:

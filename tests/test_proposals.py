@@ -106,7 +106,8 @@ def test_induction_proposal_takes_the_last_n_inputs_as_the_reference():
         ((("input", "1"), ("message", "hi")), "parse: 1 ```input blocks, need 2"),
         # one bad input rejects the proposal (today's code kept the good ones: the reference does not)
         ((("input", "1"), ("input", "oops("), ("message", "hi")), "input: input 2 of 2"),
-        ((("input", "1"), ("input", "1"), ("message", "hi")), "input: the 2 inputs are not distinct"),
+        ((("input", "1"), ("input", "1"), ("message", "hi")), "input: 1 distinct of the 2 inputs, need 2"),
+        ((("input", "'a'"), ("input", '"a"'), ("message", "hi")), "input: 1 distinct of the 2 inputs"),  # one value
         ((("input", "1"), ("input", "2"), ("message", "it is " + REFERENCE.program)), "message: reveals the program"),
     ],
 )
@@ -114,6 +115,18 @@ def test_induction_failures(blocks, reason):
     c = parse_proposal("induction", answer(*blocks), n_inputs=2, reference=REFERENCE)
     assert c.reason.startswith(reason)
     assert parse_proposal("induction", answer(("input", "1"), ("message", "m"))).reason.startswith("parse: induction")
+
+
+def test_induction_repeats_are_dropped_down_to_the_distinct_minimum():
+    blocks = [("input", "'a', 1"), ("input", '"a", 1'), ("input", "'b', 2"), ("input", "'a', 1"), ("message", "m")]
+    c = parse_proposal("induction", answer(*blocks), n_inputs=4, reference=REFERENCE, min_distinct=2)
+    assert c.parsed and c.inputs == ("'a', 1", "'b', 2")  # the first text of each value, in order
+    strict = parse_proposal("induction", answer(*blocks), n_inputs=4, reference=REFERENCE)
+    assert strict.reason == "input: 2 distinct of the 4 inputs, need 4"  # the default: all N distinct
+    three = parse_proposal("induction", answer(*blocks), n_inputs=4, reference=REFERENCE, min_distinct=3)
+    assert not three.parsed and three.reason == "input: 2 distinct of the 4 inputs, need 3"
+    (out,) = validate_candidates(FakeExecutor(), [c], iteration=1)  # the task is split over the distinct inputs
+    assert out.valid and (out.task.shown_inputs, out.task.held_inputs) == (("'a', 1",), ("'b', 2",))
 
 
 @pytest.mark.parametrize(

@@ -208,6 +208,7 @@ def _propose_round(s: Session, types: list[TaskType], stage: str) -> tuple[list[
                 task_type,
                 smp.text,
                 n_inputs=cfg.induction_inputs,
+                min_distinct=cfg.induction_distinct_inputs,
                 reference=refs[0] if refs else None,
                 reference_ids=[t.task_id for t in refs],
                 think_prefilled=cfg.response_prefill != "none",
