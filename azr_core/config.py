@@ -21,7 +21,7 @@ from azr_core.config_base import ConfigError, Section, explain
 from azr_core.executor.config import ExecutorConfig
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.profiles import PROFILES
-from azr_core.tracking import TrackingConfig
+from azr_core.tracking_store import TrackingConfig
 
 RESOLVED_CONFIG_NAME = "config.yaml"
 

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from azr_core.tracking import _client, resolve_tracking_uri
+from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -18,12 +18,12 @@ if TYPE_CHECKING:
 
 def set_alias(name: str, alias: str, version: int | str, *, tracking_uri: str | None = None) -> None:
     """Point `models:/<name>@<alias>` at `version` (moving the alias if it pointed elsewhere)."""
-    _client(resolve_tracking_uri(tracking_uri)).set_registered_model_alias(name, alias, str(version))
+    mlflow_client(resolve_tracking_uri(tracking_uri)).set_registered_model_alias(name, alias, str(version))
 
 
 def get_version_by_alias(name: str, alias: str, *, tracking_uri: str | None = None) -> ModelVersion:
     """The model version `alias` points at (raises MlflowException when the alias is not set)."""
-    return _client(resolve_tracking_uri(tracking_uri)).get_model_version_by_alias(name, alias)
+    return mlflow_client(resolve_tracking_uri(tracking_uri)).get_model_version_by_alias(name, alias)
 
 
 def model_download_uri(uri: str, *, tracking_uri: str | None = None) -> str:
@@ -35,7 +35,7 @@ def model_download_uri(uri: str, *, tracking_uri: str | None = None) -> str:
     """
     if not uri.startswith("models:/"):
         return uri
-    client = _client(resolve_tracking_uri(tracking_uri))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri))
     parts = uri.removeprefix("models:/").strip("/").split("/")
     if "@" in parts[0]:
         name, alias = parts[0].split("@", 1)

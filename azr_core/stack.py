@@ -32,108 +32,28 @@ import psutil
 
 from azr_core.crash_automation import CRASH_AFTER_S, CRASH_AUTOMATION, HEARTBEAT_S, crash_automation
 from azr_core.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
+from azr_core.stack_settings import (  # noqa: F401 - re-exported: the stack's settings are part of its API
+    DEFAULT_MLFLOW_PORT,
+    DEFAULT_POOL,
+    DEFAULT_PREFECT_PORT,
+    HOST,
+    SERVICES,
+    TELEMETRY_OPT_IN,
+    WORKER_NAME,
+    StackSettings,
+    repo_root,
+    resolve_state_dir,
+    telemetry_env,
+)
 from azr_core.store.atomic import atomic_write_text
 
-HOST = "127.0.0.1"  # every service binds loopback only
-DEFAULT_PREFECT_PORT = 4200
-DEFAULT_MLFLOW_PORT = 5000
-DEFAULT_POOL = "azr-pool"
-WORKER_NAME = "azr-worker"
-SERVICES = ("prefect-server", "mlflow-ui", "prefect-worker")  # start order; stopped in reverse (worker first)
-TELEMETRY_OPT_IN = "AZR_ALLOW_TELEMETRY"  # set to 1 to let Prefect and MLflow send their usage telemetry
 # Leases of deployment concurrency slots in files under PREFECT_HOME: the in-memory default forgets them on a server
 # restart, so a slot held then stays taken until the lease would have expired.
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 class StackError(RuntimeError):
     """A service failed to start, stop or answer; the message says which and shows its log tail."""
-
-
-def repo_root() -> Path | None:
-    """The checkout this package runs from (editable install), or None for an installed wheel."""
-    return _PACKAGE_ROOT if (_PACKAGE_ROOT / "pyproject.toml").is_file() else None
-
-
-def resolve_state_dir(explicit: str | Path | None = None) -> Path:
-    """The state folder: `explicit`, else $AZR_STATE_DIR, else `<repo>/.azr/stack` (or `./.azr/stack`)."""
-    chosen = explicit or os.environ.get("AZR_STATE_DIR")
-    if chosen:
-        return Path(chosen).expanduser().resolve()
-    return ((repo_root() or Path.cwd()) / ".azr" / "stack").resolve()
-
-
-@dataclass(frozen=True)
-class StackSettings:
-    """Where the stack lives and which ports and pool it uses."""
-
-    state_dir: Path
-    prefect_port: int = DEFAULT_PREFECT_PORT
-    mlflow_port: int = DEFAULT_MLFLOW_PORT
-    pool: str = DEFAULT_POOL
-
-    @classmethod
-    def resolve(
-        cls,
-        state_dir: str | Path | None = None,
-        prefect_port: int | None = None,
-        mlflow_port: int | None = None,
-        pool: str | None = None,
-    ) -> StackSettings:
-        """Arguments win, then the values the stack was last brought up with (`stack.json`), then the defaults."""
-        root = resolve_state_dir(state_dir)
-        saved: dict[str, object] = {}
-        if (root / "stack.json").is_file():
-            saved = json.loads((root / "stack.json").read_text(encoding="utf-8"))
-        return cls(
-            state_dir=root,
-            prefect_port=int(prefect_port or saved.get("prefect_port") or DEFAULT_PREFECT_PORT),  # type: ignore[arg-type]
-            mlflow_port=int(mlflow_port or saved.get("mlflow_port") or DEFAULT_MLFLOW_PORT),  # type: ignore[arg-type]
-            pool=str(pool or saved.get("pool") or DEFAULT_POOL),
-        )
-
-    @property
-    def prefect_url(self) -> str:
-        return f"http://{HOST}:{self.prefect_port}"
-
-    @property
-    def prefect_api_url(self) -> str:
-        return f"{self.prefect_url}/api"
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://{HOST}:{self.mlflow_port}"
-
-    @property
-    def mlflow_db_uri(self) -> str:
-        return f"sqlite:///{self.state_dir / 'mlflow.db'}"
-
-    def log_path(self, service: str) -> Path:
-        return self.state_dir / "logs" / f"{service}.log"
-
-    def pid_path(self, service: str) -> Path:
-        return self.state_dir / "run" / f"{service}.json"
-
-    def url(self, service: str) -> str:
-        return self.mlflow_url if service == "mlflow-ui" else self.prefect_url
-
-    def user_env(self) -> dict[str, str]:
-        """What a user's shell needs to talk to this stack (also written to `env.sh`)."""
-        return {"PREFECT_API_URL": self.prefect_api_url, "MLFLOW_TRACKING_URI": self.mlflow_url,
-                "AZR_STATE_DIR": str(self.state_dir), **telemetry_env()}  # fmt: skip
-
-
-def telemetry_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Variables that turn Prefect's and MLflow's usage telemetry off, unless the user opted in.
-
-    MLflow 3 reports usage (and its UI says so) unless MLFLOW_DISABLE_TELEMETRY or DO_NOT_TRACK is set; Prefect's
-    client honours DO_NOT_TRACK and its server PREFECT_SERVER_ANALYTICS_ENABLED. Nothing leaves the machine by default.
-    """
-    environ = os.environ if environ is None else environ
-    if environ.get(TELEMETRY_OPT_IN, "").lower() in ("1", "true", "yes"):
-        return {}
-    return {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 @dataclass

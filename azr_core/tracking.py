@@ -29,14 +29,18 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from azr_core.config_base import Section
-from azr_core.stack import resolve_state_dir
 from azr_core.store.atomic import atomic_write_text
+from azr_core.tracking_store import (  # noqa: F401 - TrackingConfig and the URI are part of this API
+    TrackingConfig,
+    artifact_location,
+    default_tracking_uri,
+    mlflow_client,
+    resolve_tracking_uri,
+)
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -57,59 +61,6 @@ CHANGED_PARAM_PREFIX = "changed_param."  # tag prefix: params are immutable in M
 _URI_PASSWORD = re.compile(r"(?<=://)([^/:@\s]+):[^/@\s]+@")  # user:password@ in a URI (a database URL, say)
 _METRIC_NAME_BAD = re.compile(r"[^A-Za-z0-9_\-. /:]")  # MLflow's allowed metric-name characters
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-class TrackingConfig(Section):
-    """MLflow tracking: where runs, metrics and model versions go."""
-
-    enabled: bool = Field(True, description="Track the run in MLflow (False: every Tracker method does nothing).")
-    tracking_uri: str | None = Field(
-        None,
-        description="MLflow tracking URI (also the registry URI). None: $MLFLOW_TRACKING_URI if set, else "
-        "sqlite:///<state dir>/mlflow.db, the store `azr up` serves.",
-    )
-    experiment: str = Field("azr", min_length=1, description="MLflow experiment that holds the run.")
-    registered_model: str = Field("azr-policy", min_length=1, description="Registered model checkpoints become.")
-    register_every: int = Field(
-        10, ge=0, description="Register the checkpoint as a model version every K iterations (0 = never)."
-    )
-    http_retries: int = Field(
-        2,
-        ge=0,
-        description="Retries of a request to an MLflow server (http[s] URI; MLflow's own default, 7 with backoff, "
-        "stalls each call ~4 min while the server is down). $MLFLOW_HTTP_REQUEST_MAX_RETRIES wins when set.",
-    )
-    http_timeout_s: int = Field(
-        30, ge=1, description="Seconds per request to an MLflow server. $MLFLOW_HTTP_REQUEST_TIMEOUT wins when set."
-    )
-
-
-def default_tracking_uri(state_dir: str | Path | None = None) -> str:
-    """`sqlite:///<state dir>/mlflow.db` (absolute path, so the URI means the same from any working directory)."""
-    return f"sqlite:///{resolve_state_dir(state_dir) / 'mlflow.db'}"
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The URI given, else $MLFLOW_TRACKING_URI, else the state folder's SQLite store."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def _client(tracking_uri: str) -> MlflowClient:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
-    """For a SQLite store, artifacts beside the database; else the server's default (None).
-
-    Without this MLflow puts a SQLite store's artifacts in `./mlruns` of whatever directory the process runs in.
-    """
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    db = Path(tracking_uri.removeprefix("sqlite:///")).resolve()  # relative: to the cwd, as SQLAlchemy reads it
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment)
-    return (db.parent / "mlflow-artifacts" / slug).as_uri()
 
 
 def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -191,7 +142,7 @@ class Tracker:
         if self.tracking_uri.startswith(("http://", "https://")):  # bounded waits on a server that is down
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.config.http_retries))
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.config.http_timeout_s))
-        self.client = _client(self.tracking_uri)
+        self.client = mlflow_client(self.tracking_uri)
         self.experiment_id = self._experiment_id()
         self.run_id = self._open_run(run_name, dict(tags or {}))
 
@@ -204,7 +155,7 @@ class Tracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self.client.create_experiment(name, _artifact_location(self.tracking_uri, name))
+                return self.client.create_experiment(name, artifact_location(self.tracking_uri, name))
             except MlflowException:  # created meanwhile by another process
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:

@@ -13,7 +13,8 @@ import pytest
 
 from azr_core.eval import benchmarks
 from azr_core.eval.answers import crux_input_answer, crux_output_answer, extract_answer, extract_code
-from azr_core.eval.codetests import CodeLimits, deserialize_inputs, outputs_match, py_text
+from azr_core.eval.codetests import CodeLimits
+from azr_core.eval.codevalues import deserialize_inputs, outputs_match, py_text
 from azr_core.eval.mathgrade import grade_math
 from azr_core.eval.scoring import Graders, bench_score, pass_at_k, score
 from azr_core.eval.store import write_evals

@@ -20,7 +20,7 @@ from azr_core.eval.promotion import (
 )
 from azr_core.eval.run import BenchResult, EvalResult, ModelRef, evaluate, log_scores
 from azr_core.policy.tiny import make_tiny_model_dir
-from azr_core.tracking import Tracker, TrackingConfig, _client
+from azr_core.tracking import Tracker, TrackingConfig, mlflow_client
 
 BENCH, LIMIT = "cruxeval-o", 40
 IDS = [it.id for it in benchmarks.load(BENCH, limit=LIMIT)]
@@ -46,7 +46,7 @@ def register(uri: str, name: str, model_dir, tmp_path, iteration: int) -> int:
 
 def log_verdicts(uri: str, name: str, version: int, correct: list[bool], ids: list[str] = IDS) -> None:
     """What `azr eval run` logs for a version, with chosen verdicts."""
-    mv = _client(uri).get_model_version(name, str(version))
+    mv = mlflow_client(uri).get_model_version(name, str(version))
     items = {i: [c] for i, c in zip(ids, correct, strict=True)}
     res = EvalResult("e" + str(version), f"models:/{name}/{version}", version, 0, LIMIT)
     res.benches[BENCH] = BenchResult(BENCH, len(ids), sum(correct), {"pass@1": sum(correct) / len(ids)}, items,
@@ -56,7 +56,7 @@ def log_verdicts(uri: str, name: str, version: int, correct: list[bool], ids: li
 
 
 def alias(uri: str, name: str, which: str) -> int:
-    return int(_client(uri).get_model_version_by_alias(name, which).version)
+    return int(mlflow_client(uri).get_model_version_by_alias(name, which).version)
 
 
 def test_paired_tests_on_known_cases():
@@ -83,11 +83,11 @@ def test_win_loss_tie_missing_and_rollback(uri, model_dir, tmp_path):
     win = promote(v2, CFG, name=name, tracking_uri=uri, flow_run_id="flow-2")
     assert win.promoted and win.champion == v1 and win.delta == pytest.approx(0.5) and win.p_value < 0.05
     assert alias(uri, name, CHAMPION) == v2 and alias(uri, name, CHALLENGER) == v2
-    tags = _client(uri).get_model_version(name, str(v2)).tags
+    tags = mlflow_client(uri).get_model_version(name, str(v2)).tags
     assert tags["azr.promotion.decision"] == "promoted" and tags["azr.promotion.flow_run_id"] == "flow-2"
     assert float(tags["azr.promotion.p_value"]) == pytest.approx(win.p_value, rel=1e-4)
     assert json.loads(tags["azr.promotion.scores"]) == {str(v2): {BENCH: 1.0}, str(v1): {BENCH: 0.5}}
-    defended = json.loads(_client(uri).get_model_version(name, str(v1)).tags[f"azr.promotion.challenge.{v2}"])
+    defended = json.loads(mlflow_client(uri).get_model_version(name, str(v1)).tags[f"azr.promotion.challenge.{v2}"])
     assert defended["decision"] == "promoted" and defended["flow_run_id"] == "flow-2"
 
     log_verdicts(uri, name, v3, half)  # loss
@@ -120,7 +120,7 @@ def test_a_real_evaluation_of_a_registered_version_feeds_the_gate(uri, model_dir
     result = evaluate(f"models:/{name}/{v1}", cfg, run_dir=tmp_path / "evals-run", tracking_uri=uri,
                       progress=lambda m: None)  # fmt: skip
     assert result.version == v1 and result.iteration == 1 and result.benches["cruxeval-o"].n == 2
-    client = _client(uri)
+    client = mlflow_client(uri)
     mv = client.get_model_version(name, str(v1))
     score = result.score("cruxeval-o")
     assert float(mv.tags["azr.eval.cruxeval-o"]) == score and mv.tags["azr.eval.cruxeval-o.n"] == "2"

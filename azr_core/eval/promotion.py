@@ -139,10 +139,10 @@ def promote(
     suite (it should run `eval.run.evaluate` with the suite's limit); without it, a missing evaluation means no
     promotion.
     """
-    from azr_core.tracking import _client, resolve_tracking_uri
+    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
 
     cfg = cfg or PromotionConfig()
-    client = _client(resolve_tracking_uri(tracking_uri))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri))
     flow_run_id = flow_run_id or os.environ.get("PREFECT__FLOW_RUN_ID")
     if version is None:
         versions = client.search_model_versions(f"name = '{name}'")
@@ -203,9 +203,9 @@ def promote(
 
 def rollback(*, name: str = DEFAULT_MODEL_NAME, tracking_uri: str | None = None) -> tuple[int, int]:
     """Point `champion` back at the version that held it before; returns (from, to)."""
-    from azr_core.tracking import _client, resolve_tracking_uri
+    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
 
-    client = _client(resolve_tracking_uri(tracking_uri))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri))
     current = _alias_version(client, name, CHAMPION)
     history = _history(client, name)
     if current is None or len(history) < 2 or history[-1] != current:

@@ -84,10 +84,11 @@ def resolve_model(spec: str, *, tracking_uri: str | None = None) -> ModelRef:
     if not spec.startswith("models:/"):
         return ModelRef(spec=spec, path=spec)
     from azr_core.registry import load_model_folder
-    from azr_core.tracking import TAG_ITERATION, _client, resolve_tracking_uri
+    from azr_core.tracking import TAG_ITERATION
+    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    client = _client(uri)
+    client = mlflow_client(uri)
     head = spec.removeprefix("models:/").strip("/").split("/")
     if "@" in head[0]:
         name, alias = head[0].split("@", 1)
@@ -240,9 +241,9 @@ def log_scores(result: EvalResult, ref: ModelRef, cfg: EvalConfig, *, tracking_u
 
     from mlflow.entities import Metric
 
-    from azr_core.tracking import _client, resolve_tracking_uri
+    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
 
-    client = _client(resolve_tracking_uri(tracking_uri))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri))
     step = ref.iteration or 0
     ts = int(time.time() * 1000)
     metrics, tags = [], {}
