@@ -122,8 +122,9 @@ def bench_generation(model, tok, batches: list[int], runs: int, max_new: int) ->
 
 def plain_step(model, opt, batch: dict[str, torch.Tensor], total: int, clip: float, grad_clip: float) -> float:
     """The baseline update: the same loss, torch AdamW, no DeepSpeed."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    lp = token_logprobs(logits, batch["input_ids"][:, 1:])
+    keep = batch["keep"]  # the trainer's own batch: logits at completion positions only, as the trainer computes them
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    lp = token_logprobs(logits, batch["targets"])
     terms = policy_loss_terms(lp, batch["old_logprobs"], batch["advantages"], batch["mask"], clip_ratio=clip)
     loss = combine_loss(terms, total, entropy_coef=0.0, kl_coef=0.0)
     loss.backward()

@@ -12,7 +12,8 @@ from azr_core.policy.config import ModelConfig, TrainerConfig
 from azr_core.policy.rollout.base import SamplingParams
 from azr_core.policy.rollout.hf import HFBackend
 from azr_core.policy.tiny import make_tiny_model_dir
-from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord, summarize
+from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord, collate, summarize
+from azr_core.policy.trainer.loss import token_logprobs
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,31 @@ def test_one_step_changes_every_parameter(tiny_dir):
     assert trainer.step == 1
     for name, p in _params(trainer).items():
         assert not torch.equal(before[name], p), f"{name} did not change"
+
+
+def test_logits_only_at_completion_positions_match_the_full_forward(tiny_dir):
+    trainer = _trainer(tiny_dir)
+    records = _records(trainer, seed=3, n=4)
+    tok = trainer.tokenizer
+    long_prompt = tok("a much longer prompt than the others")["input_ids"]
+    records.append(SequenceRecord(long_prompt, [5, 6, 7], [0.0, -1.0, 0.0], 1.0, "g0", [False, True, False]))
+    batch = collate(records, trainer.pad_id, "cpu")
+    expected = set()
+    for r in records:  # position t predicts token t + 1: a completion's positions start one before it
+        expected |= set(range(len(r.prompt_token_ids) - 1, len(r.prompt_token_ids) - 1 + len(r.completion_token_ids)))
+    assert batch["keep"].tolist() == sorted(expected)
+    assert batch["mask"][-1].sum() == 1.0  # the record's context tokens take no loss
+    with torch.no_grad():
+        kept = token_logprobs(trainer._forward(trainer.module, batch), batch["targets"])
+        full = trainer.module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        every = token_logprobs(full, batch["input_ids"][:, 1:])
+    torch.testing.assert_close(kept, every[:, batch["keep"]], atol=1e-5, rtol=0)
+    for r, lp in zip(records, trainer.compute_logprobs(records), strict=True):
+        start = len(r.prompt_token_ids)
+        with torch.no_grad():
+            one = trainer.module(input_ids=torch.tensor([r.prompt_token_ids + r.completion_token_ids])).logits[0, :-1]
+        ref = token_logprobs(one, torch.tensor(r.prompt_token_ids + r.completion_token_ids)[1:])[start - 1 :]
+        torch.testing.assert_close(torch.tensor(lp), ref, atol=1e-4, rtol=0)
 
 
 def test_micro_batch_split_does_not_change_the_update(tiny_dir):

@@ -101,7 +101,13 @@ def make_lr_lambda(cfg: TrainerConfig):
 
 
 def collate(records: Sequence[SequenceRecord], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+completion ids, and per-target-position completion mask and old log-probs."""
+    """Right-padded prompt+completion ids, and the positions whose next token is a completion token.
+
+    `keep` (K,) lists those positions (position t predicts token t + 1), the same for every row: any row's completion
+    position is kept. `targets`, `mask` and `old_logprobs` are (B, K) over them. The model computes logits only
+    there: over a prompt the vocabulary projection and its softmax are pure waste, and with a 49k vocabulary they
+    are a large share of a small model's step.
+    """
     for r in records:
         n = len(r.completion_token_ids)
         if not r.prompt_token_ids or len(r.old_logprobs) != n or (r.sampled is not None and len(r.sampled) != n):
@@ -113,17 +119,31 @@ def collate(records: Sequence[SequenceRecord], pad_id: int, device: torch.device
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attn = torch.zeros_like(ids)
-    mask = torch.zeros((len(seqs), width - 1))
-    old = torch.zeros((len(seqs), width - 1))
+    span = torch.zeros((len(seqs), max(width - 1, 1)), dtype=torch.bool)
+    mask = torch.zeros(span.shape)
+    old = torch.zeros(span.shape)
     for i, (r, s) in enumerate(zip(records, seqs, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
         attn[i, : len(s)] = 1
         start, n = len(r.prompt_token_ids) - 1, len(r.completion_token_ids)  # position t predicts token t+1
+        span[i, start : start + n] = True
         mask[i, start : start + n] = 1.0 if r.sampled is None else torch.tensor(r.sampled, dtype=torch.float32)
         old[i, start : start + n] = torch.tensor(r.old_logprobs, dtype=torch.float32)
+    keep = span.any(0).nonzero().squeeze(1)
+    if keep.numel() == 0:  # no completion token anywhere: one masked position keeps the shapes (and the graph) whole
+        keep = torch.zeros(1, dtype=torch.long)
+    targets = torch.cat([ids[:, 1:], torch.full((len(seqs), 1), pad_id)], 1)[:, keep]
     adv = torch.tensor([r.advantage for r in records], dtype=torch.float32)
-    batch = dict(input_ids=ids, attention_mask=attn, mask=mask, old_logprobs=old, advantages=adv)
+    batch = dict(input_ids=ids, attention_mask=attn, keep=keep, targets=targets, mask=mask[:, keep],
+                 old_logprobs=old[:, keep], advantages=adv)  # fmt: skip
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def spread(values: torch.Tensor, keep: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, K) values at the kept positions back to (B, width), zero elsewhere."""
+    full = values.new_zeros((values.shape[0], width))
+    full[:, keep] = values
+    return full
 
 
 class PolicyTrainer:
@@ -218,8 +238,8 @@ class PolicyTrainer:
         return collate(records, self.pad_id, self.device)
 
     def _forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return logits[:, :-1]  # (B, T-1, V)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["keep"])
+        return out.logits  # (B, K, V): the kept positions only
 
     def micro_batches(self, records: Sequence[SequenceRecord], count: int | None = None) -> list[list[SequenceRecord]]:
         """Split into micro-batches; `count` pads with empty ones so every rank runs the same number of backwards."""
@@ -257,13 +277,13 @@ class PolicyTrainer:
             weight = float(self.world_size) if chunk else 0.0  # an empty micro-batch still joins the collectives
             batch = self._collate(chunk or self._dummy())
             logits = self._forward(self.engine, batch)
-            logprobs = token_logprobs(logits, batch["input_ids"][:, 1:])
+            logprobs = token_logprobs(logits, batch["targets"])
             # The entropy pass costs a full softmax over the vocabulary: only paid when the bonus is on.
             entropy = entropy_from_logits(logits) if self.cfg.entropy_coef else None
             ref = None
             if self.ref_model is not None:
                 with torch.no_grad():
-                    ref = token_logprobs(self._forward(self.ref_model, batch), batch["input_ids"][:, 1:])
+                    ref = token_logprobs(self._forward(self.ref_model, batch), batch["targets"])
             terms = policy_loss_terms(
                 logprobs,
                 batch["old_logprobs"],
@@ -296,7 +316,8 @@ class PolicyTrainer:
         try:
             for chunk in self.micro_batches(records):
                 batch = self._collate(chunk)
-                lp = token_logprobs(self._forward(self.engine, batch), batch["input_ids"][:, 1:]).cpu()
+                lp = token_logprobs(self._forward(self.engine, batch), batch["targets"])
+                lp = spread(lp, batch["keep"], batch["input_ids"].shape[1] - 1).cpu()
                 for i, r in enumerate(chunk):
                     start = len(r.prompt_token_ids) - 1
                     out.append(lp[i, start : start + len(r.completion_token_ids)].tolist())
