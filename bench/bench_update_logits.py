@@ -13,8 +13,12 @@ noise: the same gradient).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `bench` as a package from anywhere
 
 
 def main() -> None:
