@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `bench` as a package from anywhere
 
@@ -33,7 +31,7 @@ def main() -> None:
     from azr_core.policy.model import resolve_model_path
     from azr_core.policy.trainer.engine import PolicyTrainer
     from azr_core.selfplay.sampling import training_records
-    from bench.bench_update_pieces import answers
+    from bench.bench_update_pieces import answers, time_train_steps
 
     class EveryPosition(PolicyTrainer):
         """The former forward: logits and their log-softmax at every position, then the completion ones taken."""
@@ -52,19 +50,7 @@ def main() -> None:
     completion = sum(len(r.completion_token_ids) for r in records)
     print(f"{len(records)} sequences: {prompt} prompt and {completion} completion tokens; vocabulary "
           f"{trainers['kept'].module.config.vocab_size}")  # fmt: skip
-    times: dict[str, list[float]] = {k: [] for k in trainers}
-    norms: dict[str, list[float]] = {k: [] for k in trainers}
-    for run in range(args.runs):
-        order = list(trainers) if run % 2 == 0 else list(reversed(trainers))
-        for name in order:
-            t0 = time.perf_counter()
-            m = trainers[name].train_step(records)
-            times[name].append(time.perf_counter() - t0)
-            norms[name].append(m["grad_norm"])
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for k in times:
-        print(f"{k:6s} train_step median {med[k]:.2f}s over {args.runs} runs {[round(t, 2) for t in times[k]]}; "
-              f"grad norms {[round(g, 6) for g in norms[k]]}")  # fmt: skip
+    med = time_train_steps({name: (trainer, records) for name, trainer in trainers.items()}, args.runs)
     print(f"ratio kept / every position: {med['kept'] / med['every']:.2f}")
 
 

@@ -52,6 +52,25 @@ def answers(tok, cfg, count: int):
     return out
 
 
+def time_train_steps(sides: dict, runs: int) -> dict[str, float]:
+    """One `train_step` per side and run, the order alternating run by run; prints each side's times and gradient
+    norms and returns the median seconds by side. `sides`: name -> (trainer, records)."""
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    norms: dict[str, list[float]] = {k: [] for k in sides}
+    for run in range(runs):
+        for name in list(sides) if run % 2 == 0 else list(reversed(sides)):
+            trainer, records = sides[name]
+            t0 = time.perf_counter()
+            m = trainer.train_step(records)
+            times[name].append(time.perf_counter() - t0)
+            norms[name].append(m["grad_norm"])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for k in times:
+        print(f"{k:10s} train_step median {med[k]:.2f}s over {runs} runs {[round(t, 2) for t in times[k]]}; "
+              f"grad norms {[round(g, 6) for g in norms[k]]}")  # fmt: skip
+    return med
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--answers", type=int, default=12, help="answers in the update batch (cpu-tiny: 12 proposals)")
@@ -81,18 +100,7 @@ def main() -> None:
 
     print(f"{len(batch)} answers, {joined} merged into one sequence by the tokens; forward tokens: "
           f"{tokens(merged)} merged vs {tokens(split)} per block")  # fmt: skip
-    times: dict[str, list[float]] = {"merged": [], "per block": []}
-    norms: dict[str, list[float]] = {"merged": [], "per block": []}
-    for _ in range(args.runs):
-        for name, trainer, records in (("merged", merged_t, merged), ("per block", split_t, split)):
-            t0 = time.perf_counter()
-            m = trainer.train_step(records)
-            times[name].append(time.perf_counter() - t0)
-            norms[name].append(m["grad_norm"])
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for k in times:
-        print(f"{k:10s} train_step median {med[k]:.2f}s over {args.runs} runs {[round(t, 2) for t in times[k]]}; "
-              f"grad norms {[round(g, 6) for g in norms[k]]}")  # fmt: skip
+    med = time_train_steps({"merged": (merged_t, merged), "per block": (split_t, split)}, args.runs)
     print(f"ratio merged / per block: {med['merged'] / med['per block']:.2f}")
 
 
