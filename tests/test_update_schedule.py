@@ -134,7 +134,9 @@ def test_an_answer_trained_as_one_sequence_gives_the_update_of_its_pieces(tiny_d
     assert m_merged["tokens"] == m_split["tokens"] == 5 + 3  # the opened block takes no loss and is not counted
     assert m_merged["grad_norm"] == pytest.approx(m_split["grad_norm"], rel=1e-5)
     for k, v in _weights(merged).items():
-        torch.testing.assert_close(v, _weights(split)[k], rtol=0, atol=1e-5)  # as above
+        # As above, AdamW's first step amplifies float noise where a gradient is near eps; the batches differ in
+        # shape here (and so in summation order): 1.2e-5 on 1 of 2048 weights seen. 5e-5 is 1/200 of the step.
+        torch.testing.assert_close(v, _weights(split)[k], rtol=0, atol=5e-5)
     # A tokenizer that merged tokens across a boundary: the pieces stay apart (still the same gradient)
     broken = [pieces[0], ([5, 6, 99, 20, 21], pieces[1][1])]
     assert [r.completion_token_ids for r in training_records(broken, 1.0, "g")] == [a, b]
