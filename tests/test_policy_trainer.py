@@ -12,7 +12,8 @@ from azr_core.policy.config import ModelConfig, TrainerConfig
 from azr_core.policy.rollout.base import SamplingParams
 from azr_core.policy.rollout.hf import HFBackend
 from azr_core.policy.tiny import make_tiny_model_dir
-from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord, collate, summarize
+from azr_core.policy.trainer.batch import collate
+from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord, summarize
 from azr_core.policy.trainer.loss import token_logprobs
 
 
