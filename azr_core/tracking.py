@@ -11,7 +11,8 @@ found again through any URI of the same store, e.g. SQLite directly or the `azr 
 tracking URI. Checkpoints are logged as plain artifacts (no MLflow flavor: `mlflow.transformers` would load the model
 into a pipeline just to save it) and registered from the run's artifact URI, so `models:/...` resolves to the files.
 
-mlflow is imported only inside functions: `azr_core.config` embeds TrackingConfig and must stay quick to import.
+mlflow is imported only inside functions, so importing this module stays quick (the settings and the store's URI
+are in `azr_core.tracking_store`, which `azr_core.config` embeds).
 Never imports prefect; the Prefect flow run id comes as an argument or from the `PREFECT__FLOW_RUN_ID` variable
 that Prefect sets in a flow run's process.
 """
