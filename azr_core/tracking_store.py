@@ -61,6 +61,16 @@ def mlflow_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def read_client(tracking_uri: str) -> MlflowClient | None:
+    """A client for reading, or None where opening one would create a store: MLflow creates a missing SQLite file
+    with its tables and a default experiment, which a read-only command must not do."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not db.is_file():
+            return None
+    return mlflow_client(tracking_uri)
+
+
 def artifact_location(tracking_uri: str, experiment: str) -> str | None:
     """For a SQLite store, artifacts beside the database; else the server's default (None).
 

@@ -71,8 +71,20 @@ def down(state_dir: STATE_DIR = None) -> None:
         raise typer.Exit(1)
 
 
-def status(state_dir: STATE_DIR = None) -> None:
-    """One line per service (state, pid, URL, log) and the environment to use the stack."""
+RUN_HELP = "Also show this run folder: its MLflow run and Prefect flow run URLs, its newest model version."
+WAIT_HELP = "With --run: wait up to this many seconds for the evaluation flow run of the newest version."
+
+
+def status(
+    state_dir: STATE_DIR = None,
+    run: Annotated[Path | None, typer.Option("--run", help=RUN_HELP)] = None,
+    wait_eval: Annotated[float, typer.Option(min=0, help=WAIT_HELP)] = 0.0,
+) -> None:
+    """One line per service (state, pid, URL, log) and the environment to use the stack; with --run, where to look
+    at that run. Reads only."""
+    import os
+    import sys
+
     from azr_core.stack import StackSettings
     from azr_core.stack import status as stack_status
 
@@ -80,10 +92,24 @@ def status(state_dir: STATE_DIR = None) -> None:
     services = stack_status(settings)
     for svc in services:
         typer.echo(svc.line())
-    if all(s.state == "running" for s in services):
+    ok = all(s.state == "running" for s in services)
+    if ok:
         typer.echo(f"env: source {settings.state_dir / 'env.sh'}  ({', '.join(settings.user_env())})")
-        return
-    raise typer.Exit(3)
+    if run is not None:
+        from azr_core.outcome import format_outcome, read_outcome, wait_for_evaluation
+
+        # A status line must not hang on an MLflow server that is down (MLflow's default retries take minutes).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.mlflow_db_uri
+        outcome = read_outcome(run, settings, tracking_uri=uri)
+        if wait_eval > 0:
+            outcome = wait_for_evaluation(outcome, settings, wait_eval, echo=typer.echo, tracking_uri=uri)
+        # The commands to look further, spelled as this one was called (`.venv/bin/azr` in the main job).
+        azr = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "azr" else "azr"
+        typer.echo(format_outcome(outcome, azr=azr))
+    if not ok:
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,7 @@ from azr_core.executor import Executor
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams
 from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.store import TaskBuffers, connect, open_run
-from azr_core.tracking import Tracker, end_status
+from azr_core.tracking import TAG_FLOW_RUN, Tracker, end_status
 
 log = logging.getLogger("azr.selfplay")
 
@@ -60,7 +60,9 @@ class Session:
             self.policy = policy if policy is not None else _start_workers(cfg, self.run_dir)
             self.step = self._resume_policy()
             self._remove_partial_checkpoints()
-            self.tracker = Tracker(self.run_dir, cfg.tracking, run_name=cfg.run.name)
+            # The run's tag names the flow run that last opened it: `azr status --run` links to it.
+            flow_tag = {TAG_FLOW_RUN: flow_run_id} if flow_run_id else None
+            self.tracker = Tracker(self.run_dir, cfg.tracking, run_name=cfg.run.name, tags=flow_tag)
             self.tracker.log_config(cfg)
             self.unpublished: list[int] = []  # committed iterations MLflow has not received yet (an outage)
             from azr_core.selfplay.commit import repair_commits  # here: commit imports this module
