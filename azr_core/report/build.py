@@ -1,4 +1,7 @@
-"""Building the report: matplotlib PNGs, then one HTML page that embeds them (base64), so it travels alone."""
+"""Building the report: matplotlib PNGs, then one HTML page that embeds them (base64), so it travels alone.
+
+Read-only towards the run: the page and PNGs go to `reports/<run name>/` (not into the run folder), MLflow is only
+read (the champion, the promotion decisions) unless `log_mlflow` asks to log the page as artifacts."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from azr_core.report import data
+from azr_core.report.registry import Registry, read_registry
 
 TYPES = ("deduction", "abduction", "induction")
 
@@ -38,6 +42,7 @@ def _plot(out: Path, name: str, title: str, panels: list[tuple[str, data.Series]
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
         ax.set_title(subtitle, fontsize=10)
         ax.set_xlabel("iteration")
+        _integer_ticks(ax)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if len(series) > 1 or mark:
@@ -48,6 +53,13 @@ def _plot(out: Path, name: str, title: str, panels: list[tuple[str, data.Series]
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Figure(name, title, path)
+
+
+def _integer_ticks(ax) -> None:
+    """Whole numbers on the x axis: iterations and versions are counts (matplotlib puts 1.2, 1.4 on short runs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _strip(series: data.Series, prefix: str) -> data.Series:
@@ -69,6 +81,7 @@ def _eval_figure(out: Path, scores: dict[str, list[tuple[int, float, int]]], cha
     if champion is not None:
         ax.axvline(champion, color="goldenrod", linestyle="--", label=f"champion: v{champion}")
     ax.set_xlabel("model version")
+    _integer_ticks(ax)
     ax.set_ylabel("accuracy (pass@1)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -82,13 +95,15 @@ def _eval_figure(out: Path, scores: dict[str, list[tuple[int, float, int]]], cha
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, champion: int | None = None,
                  log_mlflow: bool = False, tracking_uri: str | None = None) -> Path:  # fmt: skip
-    """Write `out_dir/index.html` and the PNGs beside it (default out_dir: run_dir/report); returns the page.
+    """Write `out_dir/index.html` and the PNGs beside it (default out_dir: reports/<run folder name>, outside the
+    run folder: a report reads a run, it does not change it); returns the page.
 
-    `champion`: the version to mark on the evaluation plot (default: the registry's `champion` alias, when the
-    tracking store is reachable). With `log_mlflow`, the PNGs and the page go to the run's MLflow run as artifacts.
+    `champion`: the version to mark (default: the registry's `champion` alias, when the tracking store is
+    reachable). The promotion decisions of the run's versions come from the registry. With `log_mlflow`, the PNGs and
+    the page go to the run's MLflow run as artifacts (the run's status and tags are left as they are).
     """
     run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir else run_dir / "report"
+    out = Path(out_dir) if out_dir else default_out_dir(run_dir)
     con = data.open_run(run_dir)  # first: a wrong folder is refused before anything is created in it
     out.mkdir(parents=True, exist_ok=True)
     ms = data.metric_series
@@ -115,32 +130,34 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cham
     figs.append(_plot(out, "programs", "Proposed programs", [("length (characters)", length),
                                                              ("complexity (AST nodes)", nodes)]))  # fmt: skip
     scores = data.eval_scores(con)
-    if champion is None and scores:
-        champion = _champion(tracking_uri)
+    registry = read_registry(run_dir, tracking_uri)
+    if champion is None:
+        champion = registry.champion
     figs.append(_eval_figure(out, scores, champion))
     made = [f for f in figs if f is not None]
     page = out / "index.html"
-    page.write_text(_html(run_dir, made, scores, champion, data.examples(con)), encoding="utf-8")
+    page.write_text(_html(run_dir, made, scores, champion, registry, data.examples(con)), encoding="utf-8")
     if log_mlflow:
         _log(run_dir, out, tracking_uri)
     return page
 
 
-def _champion(tracking_uri: str | None) -> int | None:
-    try:
-        from azr_core.registry import get_version_by_alias
-
-        return int(get_version_by_alias("azr-policy", "champion", tracking_uri=tracking_uri).version)
-    except Exception:  # noqa: BLE001 - no store, no model, no alias: nothing to mark
-        return None
+def default_out_dir(run_dir: Path) -> Path:
+    return Path("reports") / run_dir.resolve().name
 
 
 def _log(run_dir: Path, out: Path, tracking_uri: str | None) -> None:
-    from azr_core.tracking import Tracker, TrackingConfig
+    """The page and PNGs as artifacts of the run's MLflow run; asked for explicitly (`--mlflow`), and still without
+    a Tracker, whose opening would set the run RUNNING."""
+    from azr_core.outcome import run_record
+    from azr_core.tracking_store import read_client, resolve_tracking_uri
 
-    tracker = Tracker(run_dir, TrackingConfig(tracking_uri=tracking_uri) if tracking_uri else None)
-    if tracker.run_id:
-        tracker.client.log_artifacts(tracker.run_id, str(out), "report")
+    uri = resolve_tracking_uri(tracking_uri)
+    client = read_client(uri)
+    found = run_record(run_dir.resolve(), client, uri) if client is not None else None
+    if found is None:
+        raise FileNotFoundError(f"{run_dir} has no MLflow run in {uri}: nothing to log the report to")
+    client.log_artifacts(found[1], str(out), "report")
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
@@ -155,7 +172,7 @@ for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)ok++;}
 document.body.setAttribute('data-images-ok',ok+'/'+i.length);});</script>"""
 
 
-def _html(run_dir: Path, figs: list[Figure], scores, champion, examples) -> str:
+def _html(run_dir: Path, figs: list[Figure], scores, champion, registry: Registry, examples) -> str:
     e = html.escape
     head = f"<title>AZR report: {e(run_dir.name)}</title><style>{_CSS}</style>{_CHECK}"
     parts = [f"<!doctype html><html><head><meta charset='utf-8'>{head}</head><body>",
@@ -165,16 +182,7 @@ def _html(run_dir: Path, figs: list[Figure], scores, champion, examples) -> str:
     for f in figs:
         b64 = base64.b64encode(f.path.read_bytes()).decode()
         parts.append(f"<h2>{e(f.title)}</h2><img alt='{e(f.name)}' src='data:image/png;base64,{b64}'>")
-    if scores:
-        versions = sorted({v for rows in scores.values() for v, _, _ in rows})
-        parts.append("<h2>Scores</h2><table><tr><th>bench</th>" + "".join(
-            f"<th{' class=champ' if v == champion else ''}>v{v}{' (champion)' if v == champion else ''}</th>"
-            for v in versions) + "</tr>")  # fmt: skip
-        for bench, rows in sorted(scores.items()):
-            by = {v: a for v, a, _ in rows}
-            parts.append(f"<tr><th>{e(bench)}</th>" + "".join(
-                f"<td>{by[v]:.3f}</td>" if v in by else "<td></td>" for v in versions) + "</tr>")  # fmt: skip
-        parts.append("</table>")
+    parts += _evaluation_html(scores, champion, registry)
     if examples:
         parts.append("<h2>Example tasks and their rollouts</h2>")
         for ex in examples:
@@ -187,3 +195,42 @@ def _html(run_dir: Path, figs: list[Figure], scores, champion, examples) -> str:
                              f"{r['reward']}</p><pre>{e((r['completion'] or '')[:2000])}</pre>")  # fmt: skip
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _evaluation_html(scores, champion: int | None, registry: Registry) -> list[str]:
+    """The scores per version (the champion marked) and the promotion decisions with their p-values."""
+    e = html.escape
+    parts = ["<section id='evaluation'><h2>Evaluation and promotion</h2>"]
+    mark = f"champion: version {champion}" if champion is not None else "no champion yet"
+    parts.append(f"<p id='champion'>{e(mark)}</p>")
+    if scores:
+        versions = sorted({v for rows in scores.values() for v, _, _ in rows})
+        heads = "".join(f"<th class=champ>v{v} (champion)</th>" if v == champion else f"<th>v{v}</th>"
+                        for v in versions)  # fmt: skip
+        parts.append("<h3>Scores per version (pass@1, latest evaluation)</h3><table id='scores'><tr><th>bench</th>"
+                     f"{heads}</tr>")  # fmt: skip
+        for bench, rows in sorted(scores.items()):
+            by = {v: a for v, a, _ in rows}
+            parts.append(f"<tr><th>{e(bench)}</th>" + "".join(
+                f"<td>{by[v]:.3f}</td>" if v in by else "<td></td>" for v in versions) + "</tr>")  # fmt: skip
+        parts.append("</table>")
+    else:
+        parts.append("<p>No evaluation in this run folder yet.</p>")
+    judged = [d for d in registry.decisions if d["decision"]]
+    if judged:
+        parts.append(
+            "<h3>Promotion decisions</h3><table id='promotions'><tr><th>version</th><th>iteration</th>"
+            "<th>decision</th><th>against</th><th>gap</th><th>p-value</th><th>test</th><th>reason</th></tr>"
+        )
+        for d in judged:
+            cls = " class=champ" if champion is not None and d["version"] == str(champion) else ""
+            cells = [d["version"], d["iteration"], d["decision"], d["against"] or "-", d["delta"] or "-",
+                     d["p_value"] or "-", d["test"], d["reason"]]  # fmt: skip
+            parts.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+    elif registry.decisions:
+        parts.append("<p>The run's versions have no promotion decision yet.</p>")
+    if registry.note:
+        parts.append(f"<p class=note>Registry: {e(registry.note)}</p>")
+    parts.append("</section>")
+    return parts

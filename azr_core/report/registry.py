@@ -1,0 +1,51 @@
+"""What the report shows from the MLflow registry, read-only: the champion, and the promotion gate's decision on each
+version the run registered (outcome, the version it was judged against, the gap and the p-value).
+
+Nothing is written: a SQLite store that does not exist is not created (`read_client`), and the run's status is
+left as it is (no `Tracker`, which would set the run RUNNING again)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from azr_core.tracking_store import read_client, resolve_tracking_uri
+
+MODEL = "azr-policy"
+
+
+@dataclass
+class Registry:
+    """The registry's view of one run; `note` says why a part is missing."""
+
+    champion: int | None = None
+    decisions: list[dict[str, str]] = field(default_factory=list)  # one per version of the run, oldest first
+    note: str | None = None
+
+
+def read_registry(run_dir: str | Path, tracking_uri: str | None = None, name: str = MODEL) -> Registry:
+    """The champion and the promotion decisions of the run's versions; never raises for an unreachable store."""
+    from azr_core.outcome import run_record
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = read_client(uri)
+    if client is None:
+        return Registry(note=f"no MLflow store at {uri}")
+    out = Registry()
+    try:
+        try:
+            out.champion = int(client.get_model_version_by_alias(name, "champion").version)
+        except Exception:  # noqa: BLE001 - no registered model or no alias yet: nothing to mark
+            out.champion = None
+        found = run_record(Path(run_dir).resolve(), client, uri)
+        if found is None:
+            out.note = f"the run has no MLflow run in {uri}"
+            return out
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{found[1]}'")
+    except Exception as exc:  # noqa: BLE001 - an unreachable server: the page says so
+        return Registry(note=f"MLflow at {uri} did not answer: {type(exc).__name__}: {str(exc)[:200]}")
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        keys = ("decision", "against", "delta", "p_value", "test", "reason", "at")
+        row = {k: mv.tags.get(f"azr.promotion.{k}", "") for k in keys}
+        out.decisions.append({"version": str(mv.version), "iteration": mv.tags.get("azr.iteration", ""), **row})
+    return out
