@@ -221,9 +221,10 @@ class StoreConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """Evaluation of each model version the run registers (every `tracking.register_every` iterations). The commit
-    task emits the Prefect event `azr.model.registered`; the `evaluate` deployment's trigger (prefect.yaml) runs the
-    evaluation as a flow run of its own, so training neither waits for it nor fails with it."""
+    """Evaluation of each model version the run registers (every `tracking.register_every` iterations, and the last
+    iteration of each flow run). The commit (or the flow's closing register) task emits the Prefect event
+    `azr.model.registered`; the `evaluate` deployment's trigger (prefect.yaml) runs the evaluation as a flow run of
+    its own, so training neither waits for it nor fails with it."""
 
     on_register: bool = Field(True, description="Announce each registered version for evaluation (the event).")
     suite: str = Field("cruxeval-o,cruxeval-i", description="Quick suite: benchmarks (names or a suite) to run.")
@@ -231,7 +232,9 @@ class EvaluationConfig(_Section):
     max_new_tokens: int = Field(1024, ge=1, description="Most tokens generated per answer.")
     template: Literal["raw", "chat"] = Field("raw", description="Evaluation prompt template (raw: the paper's).")
     promote: bool = Field(
-        False, description="After the evaluation, run the promotion gate on the version (challenger -> champion)."
+        True,
+        description="After the evaluation, run the promotion gate on the version, judged on this quick suite: the "
+        "first version becomes champion, later ones must beat it (paired test).",
     )
 
 

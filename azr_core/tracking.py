@@ -308,6 +308,16 @@ class Tracker:
         every = self.config.register_every
         return self.config.enabled and every > 0 and (final or iteration % every == 0)
 
+    def registered_version(self, iteration: int) -> ModelVersion | None:
+        """The model version this run registered for `iteration`, if any."""
+        if self.run_id is None:
+            return None
+        name = self.config.registered_model
+        for mv in self.client.search_model_versions(f"name = '{name}' and run_id = '{self.run_id}'"):
+            if mv.tags.get(TAG_ITERATION) == str(iteration):
+                return mv
+        return None
+
     def register_checkpoint(
         self,
         folder: str | Path,
@@ -328,9 +338,9 @@ class Tracker:
             return None
         src = _hf_folder(Path(folder))
         name = self.config.registered_model
-        for mv in self.client.search_model_versions(f"name = '{name}' and run_id = '{self.run_id}'"):
-            if mv.tags.get(TAG_ITERATION) == str(iteration):
-                return mv
+        existing = self.registered_version(iteration)
+        if existing is not None:
+            return existing
         artifact_path = f"checkpoints/iteration-{iteration:06d}"
         self.client.log_artifacts(self.run_id, str(src), artifact_path)
         try:

@@ -25,7 +25,9 @@ def evaluate(
     promotion: dict[str, Any] | None = None,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` (folder, HF id or models:/ URI); with `promote`, judge its registered version as well.
+    """Evaluate `model` (folder, HF id or models:/ URI); with `promote`, judge its registered version as well: on
+    the suite and limit just evaluated (`promotion` overrides them and sets the test, confidence, margin), so the
+    first version evaluated becomes champion and each later one faces the paired gate.
 
     Also run by the deployment's trigger on each `azr.model.registered` event of a self-play run (prefect.yaml).
     tracking_uri: the MLflow store (None: $MLFLOW_TRACKING_URI, else the local default)."""
@@ -36,7 +38,9 @@ def evaluate(
     if promote:
         if summary.get("version") is None:
             raise ValueError(f"promote=True needs a registered model (models:/...), not {model!r}")
-        result["promotion"] = t.promote_version(summary["version"], promotion or {}, config,
+        # Judged on what was just evaluated unless `promotion` says otherwise: no second round of generation.
+        judged_on = {"suite": suite, "limit": limit, **(promotion or {})}
+        result["promotion"] = t.promote_version(summary["version"], judged_on, config,
                                                 flow_run_id=runtime.flow_run.id, tracking_uri=tracking_uri)  # fmt: skip
     return result
 

@@ -1,6 +1,7 @@
 """The `azr` flow: open the run, then iterations of seed -> propose -> execute-validate -> solve -> reward -> update ->
 commit (`azr_core.selfplay.iteration.run_iteration`, each stage a Prefect task) until the run's iteration target,
-this flow run's iteration budget or its wall-clock budget is reached. Pure sequencing.
+this flow run's iteration budget or its wall-clock budget is reached; then `register` (the last committed iteration
+as a model version, announced for evaluation) and a closing message with the URLs. Pure sequencing.
 
     prefect deployment run azr/self-play -p iterations=3
 """
@@ -11,9 +12,13 @@ import time
 
 from prefect import flow, runtime
 from prefect.states import Completed, State
+from prefect.utilities.annotations import quote
+from prefect.utilities.urls import url_for
 
 from azr_core.config import load_config
+from azr_core.outcome import flow_closing_message, mlflow_run_url
 from azr_core.selfplay.iteration import run_iteration
+from azr_core.stack_settings import StackSettings
 from azr_core.store import read_commit
 from tasks import selfplay as t
 
@@ -71,9 +76,19 @@ def self_play(
             last_commit = run_iteration(session, call=t.as_tasks(after=last_commit))  # the commit's handoff
             last_s, done = time.monotonic() - began, done + 1
         last = session.last_iteration
+        # Every flow run that trained leaves a model version, so the evaluation runs after the main job too.
+        registered = t.register(quote(session), last, after=last_commit) if done else None
         if last >= cfg.run.iterations:
             print(_finished(session.run_dir, cfg.run.iterations))
-    return {"run_dir": str(session.run_dir), "iterations_done": done, "last_iteration": last}
+        tracker = session.tracker
+        mlflow_url = (mlflow_run_url(StackSettings.resolve().mlflow_url, tracker.experiment_id, tracker.run_id)
+                      if tracker.run_id else None)  # fmt: skip
+    # url_for, not runtime.flow_run.ui_url: Prefect 3.9's runtime builds /flow-runs/flow-run/<id>, a page its UI lacks.
+    flow_run_url = url_for("flow-run", obj_id=runtime.flow_run.id) if runtime.flow_run.id else None
+    print(flow_closing_message(session.run_dir, last - done + 1, last, registered, mlflow_url, flow_run_url))
+    return {"run_dir": str(session.run_dir), "iterations_done": done, "last_iteration": last,
+            "model_version": (registered or {}).get("model_version"), "mlflow_run_url": mlflow_url,
+            "flow_run_url": flow_run_url}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from prefect.utilities.annotations import quote
 from azr_core.config import AZRConfig
 from azr_core.selfplay import stages
 from azr_core.selfplay.commit import commit as commit_stage
+from azr_core.selfplay.commit import register_last
 from azr_core.selfplay.session import Session
 
 
@@ -106,6 +107,18 @@ def _commit_and_announce(s: Session, updated: Any) -> dict[str, Any]:
 
 commit = _stage("commit", _commit_and_announce, "Rows to Parquet, COMMITTED, buffers, MLflow metrics and model "
                 "versions; a registered version is announced for evaluation.")  # fmt: skip
+
+
+@task(name="register", task_run_name="register [it {iteration}]", cache_policy=NO_CACHE)
+def register(session: Session, iteration: int, after: Any = None) -> dict[str, Any]:
+    """The end of the flow run: its last committed iteration as a model version (unless its commit registered it
+    already), announced for evaluation like any other. `after` only orders the graph (the last commit)."""
+    summary = register_last(session)
+    if summary["new"]:
+        summary["announced"] = announce_version(session, summary) is not None
+    _log(summary)
+    return summary
+
 
 TASKS = {
     stages.seed: seed,

@@ -94,6 +94,29 @@ def publish(s: Session, iteration: int, metrics: dict[str, float]) -> str | None
     return getattr(mv, "version", None)
 
 
+def register_last(s: Session) -> dict[str, Any]:
+    """The end of a flow run: its last committed iteration as a model version, unless the commit registered it
+    already (`register_every`, the run's final iteration), so every flow run leaves a version to evaluate.
+    `tracking.register_every=0` still registers nothing. `new` says whether a version was made here (to announce).
+
+    A tracking failure is reported, not raised: the iterations are committed, and training must not fail with it."""
+    it, tracker = s.last_iteration, s.tracker
+    out: dict[str, Any] = {"stage": "register", "iteration": it, "committed": it, "model_version": None, "new": False}
+    if it < 1 or not tracker.should_register(it, final=True):
+        return out
+    if it in s.unpublished:  # MLflow was down at its commit: the next session publishes it first
+        return {**out, "error": f"iteration {it} is not yet published to MLflow (tracking unreachable)"}
+    try:
+        mv = tracker.registered_version(it)
+        new = mv is None
+        if new:
+            mv = tracker.register_checkpoint(s.checkpoint_dir(it), it, flow_run_id=s.flow_run_id)
+    except Exception as exc:  # noqa: BLE001 - any tracking error: an unreachable server, a refused request
+        log.warning("registering iteration %d at the end of the flow run failed: %r", it, exc)
+        return {**out, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    return {**out, "model_version": getattr(mv, "version", None), "new": new}
+
+
 def publish_or_defer(s: Session, iteration: int, metrics: dict[str, float]) -> str | None:
     """Publish the iterations an MLflow outage left behind, then this one. The iteration is committed already: a
     tracking failure must not fail it. So training goes on, the iteration waits in `s.unpublished`, and the next commit
