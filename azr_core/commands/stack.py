@@ -3,6 +3,7 @@
     azr up                      # start what is not running, wait until healthy, print and write env.sh
     source .azr/stack/env.sh    # PREFECT_API_URL, MLFLOW_TRACKING_URI, AZR_STATE_DIR
     azr status                  # one line per service; exit 0 only when all are running
+    azr status --run runs/x     # and that run: MLflow run and Prefect flow run URLs, newest version, scores, alias
     azr down                    # stop everything, no process left behind
 
 Exit codes: 0 done; 1 a service failed to start or stop (its log tail is printed); `status` exits 3 when some
