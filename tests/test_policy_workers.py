@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
-from azr_core.policy.rollout.base import SamplingParams
+from azr_core.policy.rollout.base import SamplingParams, Script
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.policy.trainer.client import PolicyWorkers, WorkerError, shard_records
 from azr_core.policy.trainer.engine import SequenceRecord
@@ -95,6 +95,17 @@ def test_zero2_two_ranks_match_one_rank_and_failures_are_reported(tiny_dir, tmp_
             torch.testing.assert_close(w2[name], w1[name], atol=1e-6, rtol=0)
         for a, b in zip(lp1, lp2, strict=True):
             assert a == pytest.approx(b, abs=1e-5)
+        # Scripted answers cross the protocol with their blocks, split over the ranks, in the prompts' order.
+        script = Script(4, ("<in>",), 3, closer="", unclosed="")
+        stops = tuple("abcdefghijklmnopqrstuvwxyz")
+        scripted = two.generate_scripted(
+            ["ab", "cd", "hello"], SamplingParams(n=2, max_new_tokens=4, seed=2, stop=stops), [script] * 3
+        )
+        assert [o.prompt for o in scripted] == ["ab", "cd", "hello"]
+        for o in scripted:
+            for c in o.completions:
+                assert c.blocks and c.blocks[0].context_ids == o.prompt_token_ids
+                assert c.text == "".join(b.prefix + b.completion.text for b in c.blocks)
         # A rank killed outright (as by the OOM killer) is named; the caller gets the error within seconds.
         os.kill(info[1]["pid"], signal.SIGKILL)
         start = time.monotonic()

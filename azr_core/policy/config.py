@@ -52,6 +52,13 @@ class RolloutConfig(Section):
     )
     n: int = Field(1, ge=1, description="Completions sampled per prompt.")
     batch_size: int = Field(16, ge=1, description="Sequences generated together by the hf backend.")
+    hf_engine: Literal["cached", "generate"] = Field(
+        "cached",
+        description="hf backend: 'cached' samples with its own KV-cached loop (each prompt and a shared prefix "
+        "prefilled once, a skeleton answer's blocks continued from the cache, finished rows dropped: "
+        "azr_core/policy/rollout/decode.py); 'generate' uses transformers' padded `model.generate`, one call per "
+        "skeleton block (the path before; always used under ZeRO-3). The same distribution either way.",
+    )
     seed: int | None = Field(
         None,
         description="Sampling seed; None draws a fresh one. Each generate call derives its own seed from this one and "

@@ -3,19 +3,22 @@
 Under `selfplay.response_prefill = "skeleton"` an answer is written block by block: the prompt opens the answer and its
 first fenced block; the model writes the block's content and stops at its closing fence; the next block is opened for
 it (a deduction proposal: ```python, then ```input; an induction proposal: N ```input blocks, then ```message), and
-the answer is closed after the last. Only what the model wrote is trained on: each generated block is one piece,
-(the ids of everything before it, the tokens it sampled), and the pieces of an answer share its advantage, which
-gives exactly the policy gradient of the whole answer with the opened blocks as given context. A block cut at the
-length limit ends the answer there (its format fails). Other modes sample the whole answer in one piece.
+the answer is closed after the last. The backend writes the whole answer in one call from a `Script` per prompt (the
+hf backend continues each block from its KV cache; others re-prefill per block). Only what the model wrote is trained
+on: each generated block is one piece, (the ids of everything before it, the tokens it sampled), and the pieces of an
+answer share its advantage, which gives exactly the policy gradient of the whole answer with the opened blocks as
+given context. A block cut at the length limit ends the answer there (its format fails). Other modes sample the whole
+answer in one piece.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from azr_core.policy.rollout.base import Completion, PromptOutput, SamplingParams
+from azr_core.policy.rollout.base import Completion, PromptOutput, SamplingParams, Script
+from azr_core.policy.rollout.scripts import generate_by_reprefill
 from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.prompts import SKELETON_STOP, block_opening, close_skeleton, response_prefill, skeleton_blocks
 from azr_core.task_types import TaskType
@@ -86,60 +89,38 @@ def sample(
 
 def _sample_skeleton(s, prompts, keep, role, task_types, params: SamplingParams, label):
     n_inputs = s.cfg.selfplay.induction_inputs
-    stop = (*params.stop, SKELETON_STOP)
-    nonempty = s.cfg.selfplay.skeleton_nonempty_blocks
-    first = SamplingParams(**{**params.__dict__, "stop": stop, "nonempty": nonempty})
     block_tokens = min(params.max_new_tokens, s.cfg.selfplay.skeleton_block_tokens)
-    first_value = SamplingParams(**{**first.__dict__, "max_new_tokens": block_tokens})
-    later = SamplingParams(**{**first_value.__dict__, "n": 1})
-    # A program block (```python) may run to rollout.max_new_tokens; a value block (input, output, message) to
-    # skeleton_block_tokens, the first block of an answer too (an induction proposal's input, a solver's answer).
-    code = [skeleton_blocks(role, task_types[i], n_inputs)[0] == "python" for i in keep]
-    outs: list[PromptOutput] = [None] * len(keep)  # type: ignore[list-item]
-    for kind, kind_params in ((True, first), (False, first_value)):
-        at = [k for k, c in enumerate(code) if c is kind]
-        for k, out in zip(at, _generate(s, [prompts[keep[k]] for k in at], kind_params, label), strict=True):
-            outs[k] = out
+    scripted = replace(params, stop=(*params.stop, SKELETON_STOP), nonempty=s.cfg.selfplay.skeleton_nonempty_blocks)
+    scripts = []
+    for i in keep:
+        blocks = skeleton_blocks(role, task_types[i], n_inputs)
+        # A program block (```python) may run to rollout.max_new_tokens; a value block (input, output, message) to
+        # skeleton_block_tokens, the first block of an answer too (an induction proposal's input, a solver's answer).
+        first = params.max_new_tokens if blocks[0] == "python" else block_tokens
+        openings = tuple(block_opening(b) for b in blocks[1:])
+        scripts.append(Script(first, openings, block_tokens, closer=SKELETON_STOP, unclosed="\n" + SKELETON_STOP))
+    outs = _generate(s, [prompts[i] for i in keep], scripted, label, scripts)
     result = []
-    live: list[tuple[Sample, str, list[str]]] = []  # (sample, text generated on so far, blocks still to open)
     for i, out in zip(keep, outs, strict=True):
-        blocks = list(skeleton_blocks(role, task_types[i], n_inputs))
-        opened = response_prefill("skeleton", role, task_types[i])
+        opened = response_prefill("skeleton", role, task_types[i])[len("<think>") :]
         samples = []
         for c in out.completions:
-            smp = Sample(opened[len("<think>") :] + c.text, [(out.prompt_token_ids, c)])
+            smp = Sample(opened + c.text, [(b.context_ids, b.completion) for b in c.blocks or []])
+            _close(smp)
             samples.append(smp)
-            live.append((smp, out.prompt + c.text, blocks[1:]))
         result.append((i, out.prompt, samples))
-    while True:
-        todo = [(smp, ctx, rest) for smp, ctx, rest in live if rest and smp.pieces[-1][1].finish_reason == "stop"]
-        for smp, _, rest in live:
-            if not rest or smp.pieces[-1][1].finish_reason != "stop":
-                _close(smp)
-        if not todo:
-            break
-        contexts = [ctx + _closing(smp.text) + block_opening(rest[0]) for smp, ctx, rest in todo]
-        outs = _generate(s, contexts, later, f"{label} blocks")
-        live = []
-        for (smp, _, rest), ctx, out in zip(todo, contexts, outs, strict=True):
-            c = out.completions[0]
-            smp.text += _closing(smp.text) + block_opening(rest[0]) + c.text
-            smp.pieces.append((out.prompt_token_ids, c))
-            live.append((smp, ctx + c.text, rest[1:]))
     return result
-
-
-def _closing(text: str) -> str:
-    """The fence that closes an open block (a model that ended by itself without writing it)."""
-    return "" if text.count("```") % 2 == 0 else "\n```"
 
 
 def _close(smp: Sample) -> None:
     smp.text = close_skeleton(smp.text, smp.pieces[-1][1].finish_reason)
 
 
-def _generate(s: Session, prompts: list[str], params: SamplingParams, label: str) -> list[PromptOutput]:
-    """Generate in chunks of the rollout batch size, with a progress bar on stderr."""
+def _generate(
+    s: Session, prompts: list[str], params: SamplingParams, label: str, scripts: list[Script] | None = None
+) -> list[PromptOutput]:
+    """Generate in chunks of the rollout batch size, with a progress bar on stderr; scripted answers where `scripts`
+    are given (a policy without `generate_scripted` writes them by re-prefilling, one generate call per block)."""
     from tqdm import tqdm
 
     chunk = max(1, s.cfg.rollout.batch_size // max(1, params.n)) * getattr(s.policy, "world_size", 1)
@@ -147,6 +128,12 @@ def _generate(s: Session, prompts: list[str], params: SamplingParams, label: str
     with tqdm(total=len(prompts), desc=label, unit="prompt", file=sys.stderr, mininterval=5.0,
               disable=not prompts) as bar:  # fmt: skip
         for at in range(0, len(prompts), chunk):
-            outputs += s.policy.generate(prompts[at : at + chunk], params)
+            part = prompts[at : at + chunk]
+            if scripts is None:
+                outputs += s.policy.generate(part, params)
+            elif hasattr(s.policy, "generate_scripted"):
+                outputs += s.policy.generate_scripted(part, params, scripts[at : at + chunk])
+            else:
+                outputs += generate_by_reprefill(s.policy.generate, part, params, scripts[at : at + chunk])
             bar.update(min(chunk, len(prompts) - at))
     return outputs

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from azr_core.config import AZRConfig
 from azr_core.executor import Executor
-from azr_core.policy.rollout.base import PromptOutput, SamplingParams
+from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.engine import SequenceRecord
 from azr_core.store import TaskBuffers, connect, open_run
 from azr_core.tracking import TAG_FLOW_RUN, Tracker, end_status
@@ -33,6 +33,9 @@ class Policy(Protocol):
     """What the stages need from the model side (PolicyWorkers implements it)."""
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[PromptOutput]: ...
+    def generate_scripted(
+        self, prompts: list[str], params: SamplingParams, scripts: list[Script]
+    ) -> list[PromptOutput]: ...
     def train_step(self, records: list[SequenceRecord], *, total_tokens: int | None = None) -> dict[str, float]: ...
     def compute_logprobs(self, records: list[SequenceRecord]) -> list[list[float]]: ...
     def save_checkpoint(self, path: str | Path) -> Path: ...

@@ -52,4 +52,4 @@ def make_backend(model_cfg: ModelConfig, cfg: RolloutConfig, *, device: str | No
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_policy(model_cfg, device=device, progress=progress)
-    return HFBackend(model, tokenizer, batch_size=cfg.batch_size)
+    return HFBackend(model, tokenizer, batch_size=cfg.batch_size, engine=cfg.hf_engine)

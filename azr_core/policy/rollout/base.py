@@ -57,12 +57,71 @@ class SamplingParams:
 
 @dataclass
 class Completion:
-    """One sampled completion: its text, token ids (eos included when emitted) and their log-probs."""
+    """One sampled completion: its text, token ids (eos included when emitted) and their log-probs.
+
+    A scripted completion (`generate_scripted`) also lists its `blocks`: each block the model wrote, with the text
+    forced before it and the ids the model attended to when it began; `text`, `token_ids` and `logprobs` then join
+    them (the forced texts in `text`, only sampled tokens in the ids)."""
 
     text: str
     token_ids: list[int]
     logprobs: list[float]
     finish_reason: FinishReason
+    blocks: list[Block] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Completion:
+        """Inverse of `dataclasses.asdict` (the worker protocol)."""
+        blocks = d.get("blocks")
+        return cls(
+            d["text"],
+            list(d["token_ids"]),
+            list(d["logprobs"]),
+            d["finish_reason"],
+            None if blocks is None else [Block(b["prefix"], list(b["context_ids"]), cls.from_dict(b["completion"]))
+                                         for b in blocks],  # fmt: skip
+        )
+
+
+@dataclass
+class Block:
+    """One block of a scripted completion: `prefix`, the text forced before it ('' for the first block);
+    `context_ids`, every id the model attended to before its first sampled token (the prompt's included); and what it
+    sampled. (prefix, context) is what a training record conditions the block on."""
+
+    prefix: str
+    context_ids: list[int]
+    completion: Completion
+
+
+@dataclass(frozen=True)
+class Script:
+    """How one prompt's answer goes on after its first block: when a block ends by itself (a stop string or end of
+    sequence), `openings[k]` is forced after block k and the model writes block k + 1, up to `block_max_new_tokens`.
+    A block that ended without `closer` (end of sequence) gets `unclosed` forced first. A block cut at its token
+    budget ends the answer. The first block may use `first_max_new_tokens`."""
+
+    first_max_new_tokens: int
+    openings: tuple[str, ...] = ()
+    block_max_new_tokens: int = 1
+    closer: str = ""
+    unclosed: str = ""
+
+    def prefix(self, k: int, previous_text: str) -> str:
+        """The text forced before block k >= 1, given the text of block k - 1."""
+        closed = not self.unclosed or (self.closer and previous_text.endswith(self.closer))
+        return ("" if closed else self.unclosed) + self.openings[k - 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, for the worker protocol."""
+        d = asdict(self)
+        d["openings"] = list(self.openings)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Script:
+        """Inverse of `to_dict`."""
+        return cls(**{**d, "openings": tuple(d["openings"])})
 
 
 @dataclass
@@ -80,7 +139,7 @@ class PromptOutput:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PromptOutput:
         """Inverse of `to_dict`."""
-        return cls(d["prompt"], list(d["prompt_token_ids"]), [Completion(**c) for c in d["completions"]])
+        return cls(d["prompt"], list(d["prompt_token_ids"]), [Completion.from_dict(c) for c in d["completions"]])
 
 
 class RolloutBackend(ABC):
@@ -91,6 +150,17 @@ class RolloutBackend(ABC):
     @abstractmethod
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
         """Sample `params.n` completions for each prompt; outputs come back in the prompts' order."""
+
+    def generate_scripted(
+        self, prompts: Sequence[str], params: SamplingParams, scripts: Sequence[Script]
+    ) -> list[PromptOutput]:
+        """Like `generate`, each answer written block by block as its prompt's script says (`Completion.blocks`).
+
+        This default re-prefills: one `generate` call per block, whose prompt is everything so far. A backend that
+        can continue from its KV cache overrides it."""
+        from azr_core.policy.rollout.scripts import generate_by_reprefill
+
+        return generate_by_reprefill(self.generate, prompts, params, scripts)
 
     @abstractmethod
     def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

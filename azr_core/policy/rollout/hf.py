@@ -1,8 +1,10 @@
-"""Hugging Face `generate` backend: batched, left-padded, KV-cached sampling on CPU or GPU.
+"""Hugging Face backend on CPU or GPU: the KV-cached sampling loop of decode.py by default (each prompt prefilled
+once, an answer's blocks continued from the cache), or batched, left-padded `model.generate` (engine "generate", and
+always under ZeRO-3, whose ranks must run every forward together).
 
-Sampling log-probs are recorded by a logits processor that runs before temperature and top-p (transformers applies
-custom processors first), so it sees the raw logits and keeps only one (batch, vocab) step at a time instead of the
-whole (steps, batch, vocab) history that `output_logits=True` would hold.
+With `generate`, sampling log-probs are recorded by a logits processor that runs before temperature and top-p
+(transformers applies custom processors first), so it sees the raw logits and keeps only one (batch, vocab) step at a
+time instead of the whole (steps, batch, vocab) history that `output_logits=True` would hold.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from azr_core.policy.rollout.base import (
     PromptOutput,
     RolloutBackend,
     SamplingParams,
+    Script,
     call_seed,
     cut_text_at_stop,
     truncate_at_stop,
@@ -75,7 +78,10 @@ class HFBackend(RolloutBackend):
         batch_size: int = 16,
         shares_trainer_weights: bool = False,
         synced_gpus: bool = False,
+        engine: str = "cached",
     ) -> None:
+        if engine not in ("cached", "generate"):
+            raise ValueError(f"hf rollout engine {engine!r}: 'cached' or 'generate'")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -86,14 +92,53 @@ class HFBackend(RolloutBackend):
         self.eos_ids = _eos_ids(model, tokenizer)
         self._calls = 0  # generate calls so far: with a fixed seed, each call samples its own stream
         self._empty_starts: list[int] | None = None  # token ids a `nonempty` completion may not start with
+        # ZeRO-3 generation is collective (every rank runs each forward until all are done): `generate` does that.
+        self.engine = "generate" if synced_gpus else engine
+        self._sampler = None
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
-        """Sample `params.n` completions per prompt, `batch_size` sequences per `generate` call."""
+        """Sample `params.n` completions per prompt (`batch_size` sequences decoded together)."""
+        if self.engine == "cached":
+            return self._generate_cached(prompts, params, [None] * len(prompts))
+        return self._generate_padded(prompts, params)
+
+    def generate_scripted(
+        self, prompts: Sequence[str], params: SamplingParams, scripts: Sequence[Script]
+    ) -> list[PromptOutput]:
+        """Scripted answers continued from the KV cache (engine 'generate': one re-prefilled call per block)."""
+        if len(scripts) != len(prompts):
+            raise ValueError(f"generate_scripted: {len(prompts)} prompts but {len(scripts)} scripts")
+        if self.engine == "cached":
+            return self._generate_cached(prompts, params, list(scripts))
+        return super().generate_scripted(prompts, params, scripts)
+
+    def _generate_cached(self, prompts, params: SamplingParams, scripts) -> list[PromptOutput]:
+        from azr_core.policy.rollout.decode import CachedSampler
+
+        if self._sampler is None:
+            self._sampler = CachedSampler(
+                self.model, self.tokenizer, eos_ids=self.eos_ids, empty_starts=self.empty_starts,
+                max_rows=self.batch_size,
+            )  # fmt: skip
+        self._seed(params)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            sampled = self._sampler.sample(prompts, params, scripts)
+        finally:
+            self.model.train(was_training)
+        return [PromptOutput(p, ids, comps) for p, (ids, comps) in zip(prompts, sampled, strict=True)]
+
+    def _seed(self, params: SamplingParams) -> None:
         if params.seed is not None:
             # A fresh stream per call, derived from the seed: reseeding every call with the seed itself replays the
             # same random numbers, so repeated rounds of one prompt gave identical completions.
             torch.manual_seed(call_seed(params.seed, self._calls))
         self._calls += 1
+
+    def _generate_padded(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
+        """`model.generate` on left-padded batches of `batch_size` sequences."""
+        self._seed(params)
         enc = [self.tokenizer(p)["input_ids"] for p in prompts]
         outputs = [PromptOutput(p, list(ids)) for p, ids in zip(prompts, enc, strict=True)]
         # One row per (prompt, sample); longest prompts first so each batch pads little.

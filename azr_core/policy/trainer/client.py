@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
-from azr_core.policy.rollout.base import PromptOutput, SamplingParams
+from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.build_locks import clear_stale_build_locks
 from azr_core.policy.trainer.engine import SequenceRecord, _free_port, summarize
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
@@ -339,14 +339,30 @@ class PolicyWorkers:
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
         """Rollouts with the current weights; the prompts are split evenly over the ranks, order is kept."""
+        return self._generate(prompts, params, None)
+
+    def generate_scripted(
+        self, prompts: Sequence[str], params: SamplingParams, scripts: Sequence[Script]
+    ) -> list[PromptOutput]:
+        """Scripted answers (RolloutBackend.generate_scripted), split over the ranks like `generate`."""
+        if len(scripts) != len(prompts):
+            raise ValueError(f"generate_scripted: {len(prompts)} prompts but {len(scripts)} scripts")
+        return self._generate(prompts, params, scripts)
+
+    def _generate(self, prompts, params: SamplingParams, scripts) -> list[PromptOutput]:
         w = self.world_size
         per = -(-len(prompts) // w) if prompts else 0
-        shards = [list(prompts[r * per : (r + 1) * per]) for r in range(w)]
-        real = [len(s) for s in shards]
+        idx = [list(range(r * per, min((r + 1) * per, len(prompts)))) for r in range(w)]
+        real = [len(s) for s in idx]
         if self.info and self.info[0].get("zero_stage") == 3 and w > 1 and prompts:
             # ZeRO-3 generation is collective: every rank must run the same number of batches.
-            shards = [s + [prompts[0]] * (per - len(s)) for s in shards]
-        payload = [{"prompts": s, "params": params.to_dict()} for s in shards]
+            idx = [s + [0] * (per - len(s)) for s in idx]
+        payload = []
+        for s in idx:
+            d: dict[str, Any] = {"prompts": [prompts[i] for i in s], "params": params.to_dict()}
+            if scripts is not None:
+                d["scripts"] = [scripts[i].to_dict() for i in s]
+            payload.append(d)
         results = self._request_each("generate", payload, self.trainer_cfg.worker_timeout_s)
         return [PromptOutput.from_dict(d) for r, res in enumerate(results) for d in res[: real[r]]]
 

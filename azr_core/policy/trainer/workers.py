@@ -93,6 +93,7 @@ class Worker:
             batch_size=self.rollout_cfg.batch_size,
             shares_trainer_weights=True,
             synced_gpus=self.trainer.zero_stage == 3 and self.trainer.world_size > 1,
+            engine=self.rollout_cfg.hf_engine,
         )
 
     def info(self) -> dict[str, Any]:
@@ -110,7 +111,7 @@ class Worker:
 
     def handle(self, cmd: str, args: dict[str, Any]) -> Any:
         """Execute one command; the result is plain data."""
-        from azr_core.policy.rollout.base import SamplingParams
+        from azr_core.policy.rollout.base import SamplingParams, Script
         from azr_core.policy.trainer.engine import SequenceRecord
 
         if cmd == "ping":
@@ -119,6 +120,9 @@ class Worker:
             p = args["params"]
             seed = None if p["seed"] is None else p["seed"] + 1_000_003 * self.trainer.rank  # distinct per rank
             params = SamplingParams(**{**p, "stop": tuple(p["stop"]), "seed": seed})
+            if args.get("scripts") is not None:
+                scripts = [Script.from_dict(sc) for sc in args["scripts"]]
+                return [o.to_dict() for o in self.backend.generate_scripted(args["prompts"], params, scripts)]
             return [o.to_dict() for o in self.backend.generate(args["prompts"], params)]
         if cmd == "train_step":
             records = [SequenceRecord.from_dict(r) for r in args["records"]]
