@@ -60,14 +60,58 @@ class Recorder:
 def test_old_logprobs_are_recomputed_once_before_the_first_step():
     rec = Recorder()
     recs = [_rec(1.0), _rec(0.0), _rec(-1.0)]
-    out = run_update(rec, recs, TrainerConfig(mini_batch_size=2, entropy_coef=0.0))
+    # (the Recorder's log-probs are 0.5 from the sampler's: past the default gap alarm, tested below)
+    out = run_update(rec, recs, TrainerConfig(mini_batch_size=2, entropy_coef=0.0, max_logprob_gap=None))
     assert rec.calls[0] == ("logprobs", [1.0, -1.0])  # only what runs forward, all before any step
     assert rec.calls[1] == ("step", [(1.0, (-0.5,) * 3)], 6)
     assert rec.calls[2] == ("step", [(-1.0, (-0.5,) * 3)], 3)
     assert out["optimizer_steps"] == 2 and out["skipped_sequences"] == 1 and out["step"] == 2
+    assert out["logprob_gap"] == pytest.approx(0.5)
     sampler = Recorder()
     run_update(sampler, recs, TrainerConfig(recompute_old_logprobs=False))
     assert sampler.calls[0][0] == "step" and sampler.calls[0][1][0][1] == (-1.0,) * 3  # the sampler's log-probs
+    with pytest.raises(schedule.LogprobGapError, match="max_logprob_gap=0.1"):
+        run_update(Recorder(), recs, TrainerConfig(mini_batch_size=2, entropy_coef=0.0))
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_a_stale_weight_sync_trips_the_logprob_gap_alarm(tiny_dir, recompute):
+    """Rollouts from a copy of the weights (as vLLM holds one): in sync, the gap is float noise; after an update the
+    copy did not receive, the update fails naming the gap (with recomputation before any step is taken)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from azr_core.policy.rollout.base import SamplingParams
+    from azr_core.policy.rollout.hf import HFBackend
+
+    from azr_core.policy.trainer.engine import summarize
+
+    trainer = _trainer(tiny_dir)
+    cfg = trainer.cfg.model_copy(update={"recompute_old_logprobs": recompute})
+
+    class OneRank:  # what PolicyWorkers returns: the ranks' sums merged into metrics
+        compute_logprobs = staticmethod(trainer.compute_logprobs)
+
+        @staticmethod
+        def train_step(records, *, total_tokens=None):
+            return summarize([trainer.train_step(records, total_tokens=total_tokens)])
+
+    sampler = HFBackend(AutoModelForCausalLM.from_pretrained(tiny_dir), AutoTokenizer.from_pretrained(tiny_dir))
+    params = SamplingParams(n=2, max_new_tokens=8, seed=0)
+
+    def batch() -> list[SequenceRecord]:
+        outs = sampler.generate(["abc", "hello", "xy"], params)
+        advs = iter([1.0, -1.0, 0.5, -0.5, 1.0, -1.0])
+        return [SequenceRecord(o.prompt_token_ids, c.token_ids, c.logprobs, next(advs), "g")
+                for o in outs for c in o.completions]  # fmt: skip
+
+    synced = run_update(OneRank, batch(), cfg)
+    assert synced["logprob_gap"] < 1e-4 and trainer.step == 1
+    with pytest.raises(schedule.LogprobGapError, match="stale or failed weight sync") as err:
+        run_update(OneRank, batch(), cfg)  # the sampler still holds the weights before that step
+    assert "trainer.max_logprob_gap" in str(err.value)
+    assert trainer.step == (1 if recompute else 2)  # recomputed: caught before the step
+    sampler.sync_weights(trainer.named_weights())
+    assert run_update(OneRank, batch(), cfg)["logprob_gap"] < 1e-4
 
 
 @pytest.fixture(scope="module")

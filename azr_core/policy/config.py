@@ -108,6 +108,14 @@ class TrainerConfig(Section):
         description="Recompute the old log-probs with the trainer's model before the update (as the reference), so "
         "the ratio clip acts on policy change, not on sampler/trainer numerical mismatch. False uses the sampler's.",
     )
+    max_logprob_gap: float | None = Field(
+        0.1,
+        gt=0.0,
+        description="Largest mean |sampler - trainer| log-prob gap (nats per sampled token, before the iteration's "
+        "first step; metric train/logprob_gap) tolerated: past it the update fails and nothing of the iteration is "
+        "committed, since the rollouts did not come from the weights being trained (a stale or failed weight sync, "
+        "another model or dtype). The same fp32 module: ~1e-5; bf16 engines: ~0.01. None: not checked.",
+    )
     skip_zero_advantage: bool = Field(
         True,
         description="Leave sequences whose advantage is 0 out of the forward/backward passes when that is exact "

@@ -252,6 +252,10 @@ class PolicyTrainer:
             self.engine.backward(loss * weight, scale_wrt_gas=False)
             if chunk:
                 _accumulate(sums, chunk, terms, loss.item() if total else 0.0)
+                # How far the sampler's log-probs (the old ones) are from this model's: before the iteration's first
+                # step, the sampler/trainer gap that run_update checks.
+                gap = (logprobs.detach() - batch["old_logprobs"]).abs() * batch["mask"]
+                sums["logprob_gap_sum"] = sums.get("logprob_gap_sum", 0.0) + float(gap.sum().item())
             del logits, logprobs, entropy, terms, loss
         self._fp32_grad_norm = None
         self.engine.step()
@@ -347,6 +351,7 @@ def summarize(rank_sums: Sequence[dict[str, float]]) -> dict[str, float]:
     for key, name in (
         ("pg_loss_sum", "pg_loss"),
         ("ratio_sum", "ratio_mean"),
+        ("logprob_gap_sum", "logprob_gap"),
         ("clipped_sum", "clip_frac"),
         ("entropy_sum", "entropy"),
         ("kl_sum", "kl"),

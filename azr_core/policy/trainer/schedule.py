@@ -64,26 +64,71 @@ def plan_update(records: Sequence[SequenceRecord], cfg: TrainerConfig) -> list[M
     return plan
 
 
+class LogprobGapError(RuntimeError):
+    """The sampler's log-probs are too far from the trainer's: the rollouts did not come from the trained weights."""
+
+
 def run_update(policy: Trainable, records: Sequence[SequenceRecord], cfg: TrainerConfig) -> dict[str, float]:
     """Recompute old log-probs (when configured), then one `train_step` per mini-batch; merged metrics.
 
-    The metrics hold `optimizer_steps`, the trainer's `step` after the last one, `skipped_sequences`, and the seconds
-    spent recomputing log-probs and stepping.
+    The metrics hold `optimizer_steps`, the trainer's `step` after the last one, `skipped_sequences`, the seconds
+    spent recomputing log-probs and stepping, and `logprob_gap`: the mean |sampler - trainer| log-prob over the
+    sampled tokens, measured on the weights that sampled (by the recomputation, or else by the first step's forward);
+    past `cfg.max_logprob_gap` it raises LogprobGapError (with no recomputation, after that first step: the caller
+    commits nothing, so the step is never kept).
     """
     plan = plan_update(records, cfg)
     t0 = time.perf_counter()
+    gap = None
     if cfg.recompute_old_logprobs:
         todo = [r for m in plan for r in m.records]
         fresh = policy.compute_logprobs(todo) if todo else []
+        gap = sampler_gap(todo, fresh)
+        _check_gap(gap, cfg)
         swap = {id(r): replace(r, old_logprobs=lp) for r, lp in zip(todo, fresh, strict=True)}
         plan = [replace(m, records=[swap[id(r)] for r in m.records]) for m in plan]
     t1 = time.perf_counter()
-    steps = [policy.train_step(m.records, total_tokens=m.total_tokens) for m in plan if m.total_tokens > 0]
+    steps = []
+    for m in plan:
+        if m.total_tokens > 0:
+            steps.append(policy.train_step(m.records, total_tokens=m.total_tokens))
+            if gap is None and "logprob_gap" in steps[-1]:  # this step's forward ran on the sampling weights
+                gap = steps[-1]["logprob_gap"]
+                _check_gap(gap, cfg)
     out = merge_step_metrics(steps)
+    out.pop("logprob_gap", None)  # later steps measure the iteration's own policy change, not the sampler
+    if gap is not None:
+        out["logprob_gap"] = gap
     out["seconds_recompute"], out["seconds_steps"] = t1 - t0, time.perf_counter() - t1
     out["optimizer_steps"] = float(len(steps))
     out["skipped_sequences"] = float(sum(m.sequences - len(m.records) for m in plan))
     return out
+
+
+def sampler_gap(records: Sequence[SequenceRecord], fresh: Sequence[Sequence[float]]) -> float | None:
+    """Mean |sampler - trainer| log-prob over the sampled tokens of `records` (None when there are none).
+
+    >>> sampler_gap([SequenceRecord([1], [2, 3], [-1.0, -2.0], 1.0, sampled=[True, False])], [[-1.5, 0.0]])
+    0.5
+    """
+    total, n = 0.0, 0
+    for r, lps in zip(records, fresh, strict=True):
+        for k, (old, new) in enumerate(zip(r.old_logprobs, lps, strict=True)):
+            if r.sampled is None or r.sampled[k]:
+                total += abs(old - new)
+                n += 1
+    return total / n if n else None
+
+
+def _check_gap(gap: float | None, cfg: TrainerConfig) -> None:
+    if gap is not None and cfg.max_logprob_gap is not None and gap > cfg.max_logprob_gap:
+        raise LogprobGapError(
+            f"the sampler's log-probs differ from the trainer's by {gap:.4f} nats per sampled token (more than "
+            f"trainer.max_logprob_gap={cfg.max_logprob_gap}): the rollouts did not come from the weights being "
+            "trained (a stale or failed weight sync, another model or dtype). This iteration is not committed. Check "
+            "the rollout backend's sync_weights; raise trainer.max_logprob_gap only for a known numerical difference "
+            "between the engines."
+        )
 
 
 _SUMMED = ("tokens", "sequences")
