@@ -82,7 +82,6 @@ def test_a_stale_weight_sync_trips_the_logprob_gap_alarm(tiny_dir, recompute):
 
     from azr_core.policy.rollout.base import SamplingParams
     from azr_core.policy.rollout.hf import HFBackend
-
     from azr_core.policy.trainer.engine import summarize
 
     trainer = _trainer(tiny_dir)
