@@ -138,9 +138,13 @@ def main() -> None:
     ap.add_argument("--engines", default="generate,cached", help="comma-separated: generate, cached")
     ap.add_argument("--learn-tasks", type=int, default=6, help="new tasks given learnability rollouts")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     args = ap.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)  # on a busy machine, one thread never waits at a barrier for a second
 
     from azr_core.config import load_config
     from azr_core.policy.model import load_model, load_tokenizer, resolve_model_path

@@ -208,3 +208,24 @@ def test_zero3_ranks_fall_back_to_generate(tiny):
     assert HFBackend(model, tok).engine == "cached"
     with pytest.raises(ValueError, match="'cached' or 'generate'"):
         HFBackend(model, tok, engine="vllm")
+
+
+def test_the_sampler_draws_the_tempered_nucleus_distribution_and_records_raw_log_probs():
+    from azr_core.policy.rollout.decode import _pick
+
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(100_000, 1)
+    none = torch.tensor([], dtype=torch.long)
+    tok, lp = _pick(logits, SamplingParams(temperature=1.0), None, none)
+    freq = torch.bincount(tok, minlength=4).float() / len(tok)
+    assert torch.allclose(freq, logits[0].softmax(-1), atol=0.005)
+    assert torch.allclose(lp, logits[0].log_softmax(-1)[tok])  # the raw distribution's log-probs
+    # temperature 0.7 gives (0.763, 0.183, 0.044, 0.011); top-p 0.8 keeps the first two, renormalised
+    tok, lp = _pick(logits, SamplingParams(temperature=0.7, top_p=0.8), None, none)
+    freq = torch.bincount(tok, minlength=4).float() / len(tok)
+    assert torch.allclose(freq, torch.tensor([0.806, 0.194, 0.0, 0.0]), atol=0.006)
+    assert torch.allclose(lp, logits[0].log_softmax(-1)[tok])  # still the untempered log-probs
+    # a block's first token may not be one of `empty` (here 0 and 1); greedy takes the best of the rest
+    first = torch.tensor([True] * 3)
+    tok, _ = _pick(logits[:3], SamplingParams(temperature=0.0), first, torch.tensor([0, 1]))
+    assert tok.tolist() == [2, 2, 2]
