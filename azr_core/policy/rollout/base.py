@@ -73,14 +73,9 @@ class Completion:
     def from_dict(cls, d: dict[str, Any]) -> Completion:
         """Inverse of `dataclasses.asdict` (the worker protocol)."""
         blocks = d.get("blocks")
-        return cls(
-            d["text"],
-            list(d["token_ids"]),
-            list(d["logprobs"]),
-            d["finish_reason"],
-            None if blocks is None else [Block(b["prefix"], list(b["context_ids"]), cls.from_dict(b["completion"]))
-                                         for b in blocks],  # fmt: skip
-        )
+        if blocks is not None:
+            blocks = [Block(b["prefix"], list(b["context_ids"]), cls.from_dict(b["completion"])) for b in blocks]
+        return cls(d["text"], list(d["token_ids"]), list(d["logprobs"]), d["finish_reason"], blocks)
 
 
 @dataclass
