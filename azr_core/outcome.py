@@ -163,12 +163,15 @@ def _post(url: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
         return json.loads(resp.read().decode("utf-8"))
 
 
-def find_eval_flow_run(settings: StackSettings, model: str) -> dict[str, str] | None:
-    """The newest `azr-eval` flow run whose `model` parameter is `model`: {id, state, url}, or None."""
+def find_eval_flow_run(settings: StackSettings, model: str, run_dir: str | Path | None = None) -> dict[str, str] | None:
+    """The newest `azr-eval` flow run whose `model` parameter is `model` (and whose `run_dir`, when it has one, is
+    `run_dir`: a store made afresh numbers its versions from 1 again): {id, state_type, state, url}, or None."""
     body = {"flows": {"name": {"any_": [EVAL_FLOW]}}, "sort": "EXPECTED_START_TIME_DESC", "limit": 200}
     runs = _post(f"{settings.prefect_api_url}/flow_runs/filter", body)
     for r in runs:
-        if (r.get("parameters") or {}).get("model") == model:
+        params = r.get("parameters") or {}
+        other_run = run_dir is not None and params.get("run_dir") and Path(params["run_dir"]) != Path(run_dir)
+        if params.get("model") == model and not other_run:
             state = (r.get("state") or {}).get("name") or r.get("state_name") or "?"
             return {"id": r["id"], "state_type": r.get("state_type") or "?", "state": state,
                     "url": prefect_flow_run_url(settings.prefect_url, r["id"])}  # fmt: skip
@@ -189,7 +192,7 @@ def wait_for_evaluation(o: Outcome, settings: StackSettings, timeout_s: float, *
     deadline, found, shown = time.monotonic() + timeout_s, None, None
     while True:
         try:
-            found = find_eval_flow_run(settings, o.model)
+            found = find_eval_flow_run(settings, o.model, o.run_dir)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             found = None
             if time.monotonic() > deadline:
