@@ -83,14 +83,15 @@ class ScriptedPolicy:
 
     def compute_logprobs(self, records):
         self.logprob_calls += 1
-        return [[-0.25] * len(r.completion_token_ids) for r in records]
+        # 0.05 from the sampler's -0.5: within trainer.max_logprob_gap, yet tells a recomputed value apart
+        return [[-0.45] * len(r.completion_token_ids) for r in records]
 
     def train_step(self, records, *, total_tokens=None):
         groups = {r.group for r in records}
         assert groups <= {
             f"{role}/{t}" for role in ("propose", "solve") for t in ("deduction", "abduction", "induction")
         }
-        assert all(r.old_logprobs == [-0.25] * 4 for r in records), [r.old_logprobs for r in records]  # recomputed
+        assert all(r.old_logprobs == [-0.45] * 4 for r in records), [r.old_logprobs for r in records]  # recomputed
         self.trained.append(list(records))
         self.steps += 1
         return {"loss": 0.5, "sequences": float(len(records)), "step": float(self.steps)}
