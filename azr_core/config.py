@@ -63,8 +63,8 @@ class SelfPlayConfig(_Section):
         0.5,
         gt=0.0,
         lt=1.0,
-        description="Share of an induction task's N pairs shown to the solver: the first round(N * share), in the "
-        "proposer's order (the reference shows the first N // 2); the rest are held out for grading.",
+        description="Share of an induction task's N pairs shown to the solver: the first int(N * share) (rounded "
+        "down), in the proposer's order (the reference shows the first N // 2); the rest are held out for grading.",
     )
     learnability_rollouts: int = Field(8, ge=1, description="n solver rollouts per new task to estimate learnability.")
     batch_per_group: int = Field(

@@ -214,8 +214,8 @@ def _with(c: Candidate, **changes: Any) -> Candidate:
 def split_induction_pairs(
     pairs: Sequence[tuple[str, str]], shown_fraction: float
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The first round(N * shown_fraction) pairs are shown, the rest held out, in the proposer's order (the reference
-    shows the first N // 2); at least one of each.
+    """The first int(N * shown_fraction) pairs (rounded down) are shown, the rest held out, in the proposer's order
+    (the reference shows the first N // 2); at least one of each.
 
     >>> split_induction_pairs([("1", "1"), ("2", "2"), ("3", "3"), ("4", "4")], 0.5)
     ([('1', '1'), ('2', '2')], [('3', '3'), ('4', '4')])

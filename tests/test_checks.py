@@ -36,6 +36,8 @@ FORMERLY_REFUSED = [
     # strings that name harmless dunders, and dunders of the ordinary protocols
     "def f(s):\n    if __name__ == '__main__':\n        return s\n    return s + '__init__'",
     "def f(x):\n    return (3).__add__(x), 'abc'.__len__()",
+    # underscores alone name nothing (a CRUXEval program's replacement text)
+    "def f(text):\n    return text.replace('\\n', '_____').replace(' ', '__')",
 ]
 
 
@@ -63,6 +65,7 @@ BANNED = {
     "def f(x):\n    return f.__globals__": "banned attribute",
     "def f(x):\n    return __builtins__": "banned name: __builtins__",
     "def f(x):\n    return '{0.__class__}'.format(x)": "dunder",
+    "def f(x):\n    return '{0.___class___}'.format(x)": "dunder",
     "def f(x):\n    g = (i for i in [1])\n    return g.gi_frame.f_globals": "banned attribute",
     "def f(x):\n    return vars()": "banned name: vars",
     "def f(x):\n    return open": "banned name: open",

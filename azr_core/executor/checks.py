@@ -85,7 +85,7 @@ BANNED_ATTRS: frozenset[str] = frozenset(
 )
 
 _DUNDER = re.compile(r"^__\w+__$")
-_DUNDER_IN_TEXT = re.compile(r"__\w+__")
+_DUNDER_IN_TEXT = re.compile(r"__[A-Za-z0-9]\w*?__")  # a name between the underscores: "_____" is none
 # A replacement field of a format string: `{0.attr[key].attr}`, with its attribute names; nested fields in a format
 # spec (`{0:{1.attr}}`) are matched on their own since the class excludes braces.
 _FORMAT_FIELD = re.compile(r"\{([^{}]*)\}")
