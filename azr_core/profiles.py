@@ -34,8 +34,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "buffers": {"seed_quota": 8, "seed_round_size": 8, "seed_max_rounds": 2},
         "evaluation": {"limit": 16, "max_new_tokens": 160, "template": "chat"},  # minutes, not hours, on 2 cores
         "rewards": {"empty_answer_is_format_error": True},
-        # batch_size 24: the 18 prompts of a stage (3 types x 6) in one generate call, not 16 and then 2.
-        "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 128, "batch_size": 24},
+        # batch_size 48: a stage's prompts in one generate call (propose: 3 types x 6; solve: 18 solves and the
+        # learnability rollouts together), whose decode steps cost about the same for 18 rows as for 48.
+        "rollout": {"backend": "hf", "temperature": 0.7, "max_new_tokens": 128, "batch_size": 48},
         # One CPU rank: ZeRO has nothing to partition, and stage 2's flat gradient buckets cost a step 1.16x plain
         # AdamW here against 1.02x for stage 0 (bench/bench_policy.py). lr: the paper's 1e-6 is for 7B models.
         # No entropy bonus (paper: 0.001): then sequences with zero advantage can be left out of the passes exactly.

@@ -9,9 +9,11 @@ azr_core/eval/data) as references. Per stage and engine, interleaved and repeate
   fp32 matmul FLOP/s that generation reached (FLOPs counted per forward: 2 x parameters x tokens run, the vocabulary
   projection only where logits are kept, attention 4 x layers x width x tokens x context).
 
-Engines: `generate` (transformers' padded `model.generate`, one call per skeleton block: the path before) and `cached`
-(azr_core/policy/rollout/decode.py). Both sample the same distribution; the seeds differ in how they draw, so the
-texts (and lengths) differ run to run: compare the tokens/s and the medians.
+Paths: `generate` is the path before (transformers' padded `model.generate`, one call per skeleton block, 24
+sequences a call, the solves and the learnability rollouts in separate calls); `cached` is the stages as they run now
+(azr_core/policy/rollout/decode.py, the cpu-tiny profile's 48 sequences a call, one call for both solver rounds).
+Both sample the same distribution; the seeds differ in how they draw, so the texts (and lengths) differ run to run:
+compare the tokens/s and the medians.
 
     .venv/bin/python bench/bench_rollout.py               # 3 interleaved runs of both engines
     .venv/bin/python bench/bench_rollout.py --runs 1 --engines cached
@@ -94,10 +96,10 @@ def buffers_and_tasks(n_items: int):
     return TaskBuffers(ded + abd), ded, abd, ind
 
 
-def run_stages(cfg, tok, policy, buffers, solve_tasks, learn_tasks, counter, seed: int) -> dict:
+def run_stages(cfg, tok, policy, buffers, solve_tasks, learn_tasks, counter, seed: int, merged: bool) -> dict:
     """One propose stage and one solve stage (the solver batch, then learnability rollouts) as an iteration runs
     them; their times, tokens and FLOPs."""
-    from azr_core.selfplay.stages import _propose_round, _solve_round
+    from azr_core.selfplay.stages import _propose_round, _solve_round, _solve_rounds
     from azr_core.task_types import TASK_TYPES
 
     s = types.SimpleNamespace(cfg=cfg, tokenizer=tok, policy=policy, buffers=buffers, rng=random.Random(seed))
@@ -116,8 +118,12 @@ def run_stages(cfg, tok, policy, buffers, solve_tasks, learn_tasks, counter, see
         "flops": flops,
     }
     t0 = time.perf_counter()
-    solved, _ = _solve_round(s, solve_tasks, "solve", 1)
-    learned, _ = _solve_round(s, learn_tasks, "learnability", cfg.selfplay.learnability_rollouts)
+    k = cfg.selfplay.learnability_rollouts
+    if merged:  # the solve stage as it runs: one call for the solves and the learnability rollouts
+        (solved, learned), _ = _solve_rounds(s, [(solve_tasks, "solve", 1), (learn_tasks, "learnability", k)])
+    else:  # as it ran before: one call per round
+        solved, _ = _solve_round(s, solve_tasks, "solve", 1)
+        learned, _ = _solve_round(s, learn_tasks, "learnability", k)
     secs = time.perf_counter() - t0
     ran, flops = counter.reset()
     rolls = solved + learned
@@ -125,7 +131,7 @@ def run_stages(cfg, tok, policy, buffers, solve_tasks, learn_tasks, counter, see
         "s": secs,
         "new_tokens": sum(len(r.completion.token_ids) for r in rolls),
         "prompt_tokens": sum(len(tok(r.prompt)["input_ids"]) for r in solved)
-        + sum(len(tok(r.prompt)["input_ids"]) for r in learned[:: cfg.selfplay.learnability_rollouts]),
+        + sum(len(tok(r.prompt)["input_ids"]) for r in learned[::k]),
         "ran_tokens": ran,
         "flops": flops,
     }
@@ -168,8 +174,12 @@ def main() -> None:
     results: dict[str, list[dict]] = {e: [] for e in engines}
     for run in range(args.runs):
         for e in engines:
-            policy = HFBackend(model, tok, batch_size=cfg.rollout.batch_size, engine=e)
-            r = run_stages(cfg, tok, policy, buffers, solve_tasks, learn_tasks, counter, args.seed + run)
+            # `generate` is the path before: 24 sequences a call, one call per solver round; `cached` the stages now
+            before = e == "generate"
+            cfg_e = load_config(None, [f"rollout.seed={args.seed}", "rollout.batch_size=24"] if before else
+                                [f"rollout.seed={args.seed}"], profile="cpu-tiny")  # fmt: skip
+            policy = HFBackend(model, tok, batch_size=cfg_e.rollout.batch_size, engine=e)
+            r = run_stages(cfg_e, tok, policy, buffers, solve_tasks, learn_tasks, counter, args.seed + run, not before)
             results[e].append(r)
             secs = f"propose {r['propose']['s']:6.1f} s  solve {r['solve']['s']:6.1f} s"
             print(f"run {run + 1} {e:9s} {secs}", flush=True)
