@@ -229,3 +229,23 @@ def test_the_sampler_draws_the_tempered_nucleus_distribution_and_records_raw_log
     first = torch.tensor([True] * 3)
     tok, _ = _pick(logits[:3], SamplingParams(temperature=0.0), first, torch.tensor([0, 1]))
     assert tok.tolist() == [2, 2, 2]
+
+
+def test_a_model_the_cached_loop_cannot_serve_falls_back_to_generate(tiny, monkeypatch):
+    from azr_core.policy.rollout import decode
+
+    model, tok = tiny
+
+    def refuse(self):
+        raise decode.Unsupported("sliding-window layers")
+
+    monkeypatch.setattr(decode.CachedSampler, "_new_cache", refuse)
+    backend = HFBackend(model, tok, batch_size=4)
+    params = SamplingParams(n=1, max_new_tokens=5, temperature=0.0, stop=STOPS)
+    with pytest.warns(UserWarning, match="using 'generate'"):
+        out = backend.generate_scripted(PROMPTS[:2], params, [SCRIPT] * 2)
+    assert backend.engine == "generate" and all(c.blocks for o in out for c in o.completions)
+    padded = HFBackend(model, tok, batch_size=4, engine="generate").generate(PROMPTS, params)
+    assert [c.token_ids for o in backend.generate(PROMPTS, params) for c in o.completions] == [
+        c.token_ids for o in padded for c in o.completions
+    ]

@@ -9,6 +9,7 @@ time instead of the whole (steps, batch, vocab) history that `output_logits=True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -113,6 +114,18 @@ class HFBackend(RolloutBackend):
         return super().generate_scripted(prompts, params, scripts)
 
     def _generate_cached(self, prompts, params: SamplingParams, scripts) -> list[PromptOutput]:
+        from azr_core.policy.rollout.decode import Unsupported
+
+        try:
+            return self._sample_cached(prompts, params, scripts)
+        except Unsupported as exc:  # e.g. sliding-window layers: the padded path serves every model
+            warnings.warn(f"hf rollout engine 'cached' cannot serve this model ({exc}): using 'generate'", stacklevel=2)
+            self.engine = "generate"
+            if any(sc is not None for sc in scripts):
+                return super().generate_scripted(prompts, params, scripts)
+            return self._generate_padded(prompts, params)
+
+    def _sample_cached(self, prompts, params: SamplingParams, scripts) -> list[PromptOutput]:
         from azr_core.policy.rollout.decode import CachedSampler
 
         if self._sampler is None:
