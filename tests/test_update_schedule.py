@@ -85,7 +85,8 @@ def test_a_stale_weight_sync_trips_the_logprob_gap_alarm(tiny_dir, recompute):
     from azr_core.policy.trainer.engine import summarize
 
     trainer = _trainer(tiny_dir)
-    cfg = trainer.cfg.model_copy(update={"recompute_old_logprobs": recompute})
+    # One step at lr 1e-2 moves this tiny model's log-probs by ~0.1 nats; in sync the gap is < 1e-4: 0.01 between.
+    cfg = trainer.cfg.model_copy(update={"recompute_old_logprobs": recompute, "max_logprob_gap": 0.01})
 
     class OneRank:  # what PolicyWorkers returns: the ranks' sums merged into metrics
         compute_logprobs = staticmethod(trainer.compute_logprobs)
@@ -107,7 +108,7 @@ def test_a_stale_weight_sync_trips_the_logprob_gap_alarm(tiny_dir, recompute):
     assert synced["logprob_gap"] < 1e-4 and trainer.step == 1
     with pytest.raises(schedule.LogprobGapError, match="stale or failed weight sync") as err:
         run_update(OneRank, batch(), cfg)  # the sampler still holds the weights before that step
-    assert "trainer.max_logprob_gap" in str(err.value)
+    assert "trainer.max_logprob_gap=0.01" in str(err.value)
     assert trainer.step == (1 if recompute else 2)  # recomputed: caught before the step
     sampler.sync_weights(trainer.named_weights())
     assert run_update(OneRank, batch(), cfg)["logprob_gap"] < 1e-4
