@@ -357,12 +357,9 @@ class PolicyWorkers:
         if self.info and self.info[0].get("zero_stage") == 3 and w > 1 and prompts:
             # ZeRO-3 generation is collective: every rank must run the same number of batches.
             idx = [s + [0] * (per - len(s)) for s in idx]
-        payload = []
-        for s in idx:
-            d: dict[str, Any] = {"prompts": [prompts[i] for i in s], "params": params.to_dict()}
-            if scripts is not None:
-                d["scripts"] = [scripts[i].to_dict() for i in s]
-            payload.append(d)
+        wire = None if scripts is None else [sc.to_dict() for sc in scripts]
+        payload = [{"prompts": [prompts[i] for i in s], "params": params.to_dict(),
+                    "scripts": None if wire is None else [wire[i] for i in s]} for s in idx]  # fmt: skip
         results = self._request_each("generate", payload, self.trainer_cfg.worker_timeout_s)
         return [PromptOutput.from_dict(d) for r, res in enumerate(results) for d in res[: real[r]]]
 
