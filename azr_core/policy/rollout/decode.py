@@ -107,6 +107,8 @@ class CachedSampler:
     ) -> list[tuple[list[int], list[Completion]]]:
         """(prompt ids, n completions) per prompt. A prompt without a script samples one block of
         `params.max_new_tokens`; its completions carry no `blocks`."""
+        if len(scripts) != len(prompts):
+            raise ValueError(f"generate_scripted: {len(prompts)} prompts but {len(scripts)} scripts")
         ids = [list(self.tok(p)["input_ids"]) for p in prompts]
         plain = Script(params.max_new_tokens)
         rows = [
@@ -188,7 +190,8 @@ class CachedSampler:
         for r in rows:
             distinct.setdefault(tuple(r.visible), len(distinct))
         kvs, first_logits = self._prefill([list(k) for k in distinct])
-        which = torch.tensor([distinct[tuple(r.visible)] for r in rows], device=device)
+        row_prompt = [distinct[tuple(r.visible)] for r in rows]  # each row's distinct prompt
+        which = torch.tensor(row_prompt, device=device)
         lengths = [len(r.visible) for r in rows]
         width = max(lengths)
         capacity = width + max(r.script.first_max_new_tokens for r in rows) + 16
@@ -197,9 +200,9 @@ class CachedSampler:
             k0, v0 = kvs[0][li]
             keys = k0.new_zeros((len(rows), k0.shape[1], width, k0.shape[3]))
             values = v0.new_zeros((len(rows), v0.shape[1], width, v0.shape[3]))
-            for b, r in enumerate(rows):
-                k, v = kvs[distinct[tuple(r.visible)]][li]
-                keys[b, :, width - lengths[b] :], values[b, :, width - lengths[b] :] = k[0], v[0]
+            for b, (u, n) in enumerate(zip(row_prompt, lengths, strict=True)):
+                k, v = kvs[u][li]
+                keys[b, :, width - n :], values[b, :, width - n :] = k[0], v[0]
             layers.append(_SlotLayer(keys, values, capacity))
         del kvs
         cache = self._new_cache()

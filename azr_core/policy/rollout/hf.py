@@ -107,8 +107,6 @@ class HFBackend(RolloutBackend):
         self, prompts: Sequence[str], params: SamplingParams, scripts: Sequence[Script]
     ) -> list[PromptOutput]:
         """Scripted answers continued from the KV cache (engine 'generate': one re-prefilled call per block)."""
-        if len(scripts) != len(prompts):
-            raise ValueError(f"generate_scripted: {len(prompts)} prompts but {len(scripts)} scripts")
         if self.engine == "cached":
             return self._generate_cached(prompts, params, list(scripts))
         return super().generate_scripted(prompts, params, scripts)
