@@ -242,7 +242,9 @@ class AZRConfig(Section):
     """The whole configuration of a run."""
 
     profile: str = Field(
-        "default", description="Profile the settings started from (see azr_core/profiles.py): default, cpu-tiny."
+        "default",
+        description="Profile the settings started from (see azr_core/profiles.py): default, cpu-tiny, and the "
+        "reference's runs azr-coder-7b, azr-coder-3b, azr-coder-14b, azr-7b, azr-14b, azr-llama-8b.",
     )
     run: RunConfig = Field(default_factory=RunConfig, description=RunConfig.__doc__)
     selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig, description=SelfPlayConfig.__doc__)
