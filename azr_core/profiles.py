@@ -52,17 +52,17 @@ PAPER_RUNS: dict[str, dict[str, Any]] = {
 # No equivalent here (docs/fidelity.md lists them too): ulysses_sequence_parallel_size, tensor_model_parallel_size,
 # max_num_batched_tokens, enforce_eager, free_cache_engine, use_remove_padding, the FSDP offload switches,
 # log_prob_micro_batch_size_per_gpu (old log-probs are recomputed in trainer.micro_batch_size passes), include_ref and
-# the reference model's offload (no reference model: KL is off), critic_warmup, total_epochs (the reference's step
-# count follows from its placeholder data file; here run.iterations), val files/batch size and val_before_train
-# (evaluation is the `evaluation` section), remove_previous_ckpt_in_save and del_local_ckpt_after_load (a checkpoint
-# per iteration here, run.keep_checkpoints of them kept), resume_mode auto (runs always resume), logger/wandb settings
-# (MLflow), reward_fn extraction_type and math_metric, the seed file paths and pretrain_pred_steps (seeding runs inside
-# the run), executor qwq, banned_keywords_for_errors_and_exceptions (no error-prediction task), the four intrinsic
-# rewards (complexity, edit distance, Halstead, answer diversity: all off in the scripts) and intrinsic_combine_method,
-# pred_data_mix_strategy max_new and gen_data_probabilities_strategy uniform (the fixed behaviour here),
-# valid_program_filter all, max_programs 16384 (no buffer cap here), batched_estimate, composite functions (off),
-# remove_comments/remove_after_return/remove_print/use_original_code_as_ref, code_f_reward_type binary (the fixed
-# behaviour here), update_iteration 1, data shuffle, debug.
+# the reference model's offload (no reference model: KL is off), critic_warmup, total_epochs 30 (the reference's step
+# count is 30 x the batches of its train_files, a file it does not train on; here run.iterations), val files/batch size
+# and val_before_train (evaluation is the `evaluation` section), remove_previous_ckpt_in_save and
+# del_local_ckpt_after_load (a checkpoint per iteration here, run.keep_checkpoints of them kept), resume_mode auto (runs
+# always resume), logger/wandb settings (MLflow), reward_fn extraction_type and math_metric, the seed file paths and
+# pretrain_pred_steps (seeding runs inside the run), executor qwq, banned_keywords_for_errors_and_exceptions (no
+# error-prediction task), the four intrinsic rewards (complexity, edit distance, Halstead, answer diversity: all off in
+# the scripts) and intrinsic_combine_method, pred_data_mix_strategy max_new and gen_data_probabilities_strategy uniform
+# (the fixed behaviour here), valid_program_filter all, max_programs 16384 (no buffer cap here), batched_estimate,
+# composite functions (off), remove_comments/remove_after_return/remove_print/use_original_code_as_ref,
+# code_f_reward_type binary (the fixed behaviour here), update_iteration 1, data shuffle, debug.
 
 
 def _paper_run(profile: str, *, script: str, model: str, gpus: int, name: str, extra: dict | None = None) -> dict:
