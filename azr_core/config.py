@@ -108,8 +108,14 @@ class SelfPlayConfig(_Section):
     )
     compact_prompts: bool = Field(
         False,
-        description="Shorter prompts (no worked example, shorter rules): fewer tokens to generate from and train on. "
-        "The paper's prompts when false.",
+        description="Shorter prompts (every section of the reference's, in fewer words): fewer tokens to generate "
+        "from and train on. The reference's structure in full when false.",
+    )
+    worked_example: bool = Field(
+        False,
+        description="Add a complete answer (a working program and input in the <think>/<answer> format) to the "
+        "proposer prompts. The reference shows only a placeholder program of the format; a complete one invites "
+        "copying it.",
     )
     max_prompt_tokens: int = Field(
         6144,
@@ -129,6 +135,30 @@ class SelfPlayConfig(_Section):
         False,
         description="Take fenced blocks from a completion whose <think>/<answer> format is broken (the format "
         "failure is still recorded and penalised), so a small model's valid programs can reach the buffers.",
+    )
+    answer_parsing: Literal["reference", "strict"] = Field(
+        "reference",
+        description="How a completion's answer is read. 'reference': the format is right when it starts with "
+        "<think>...</think> then <answer>...</answer>; the last <answer> block is read whatever the format; a solver's "
+        "last ```output/```input block is graded; an induction answer is the last fenced block of any tag (none is "
+        "a format error). 'strict': exactly one <answer> block, its first block of the task's tag, and only a "
+        "```python fence is code.",
+    )
+    buffer_broken_format: bool = Field(
+        True,
+        description="A proposal whose <think>/<answer> format is broken is still validated, and a valid one joins the "
+        "buffers; its proposer reward is rewards.format_error (the reference). False: such a proposal is invalid.",
+    )
+    reject_revealing_message: bool = Field(
+        False,
+        description="Refuse an induction proposal whose message contains the program's text (the reference accepts "
+        "it; the solver then sees the program).",
+    )
+    learnability_needs_format: bool = Field(
+        False,
+        description="A learnability rollout counts as solved only when its format is right too. The reference "
+        "grades the answer of its last <answer> block alone (false); a grading that crashed in the sandbox is left "
+        "out of the solve rate either way.",
     )
     advantage_std_eps: float = Field(
         1e-6, gt=0.0, description="A group whose reward std is below this gets zero advantages (no division by ~0)."

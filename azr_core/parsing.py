@@ -62,6 +62,45 @@ def split_think_answer(text: str, *, think_prefilled: bool = False) -> ParsedCom
     return ParsedCompletion(think=think, answer=answer, format_ok=format_ok)
 
 
+_REFERENCE_FORMAT_RE = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+
+
+def read_answer(text: str, *, think_prefilled: bool = False, parsing: str = "reference") -> ParsedCompletion:
+    """A completion's reasoning, answer and format verdict, read the way `parsing` says.
+
+    'reference' (the reference code): the format is right when the completion starts with `<think>…</think>`,
+    followed by whitespace and an `<answer>…</answer>` block (what comes after that block is not checked); the
+    answer is the text after the **last** `<answer>` (up to its `</answer>` or the end), whatever the format, and
+    None when there is no `<answer>` at all. 'strict': `split_think_answer` (exactly one answer block).
+    With `think_prefilled` the prompt opened `<think>`, so the completion starts inside it.
+
+    >>> read_answer("plan</think> <answer>1</answer><answer>2</answer>", think_prefilled=True)
+    ParsedCompletion(think='plan', answer='2', format_ok=True)
+    >>> read_answer("no think <answer>3", think_prefilled=False)
+    ParsedCompletion(think=None, answer='3', format_ok=False)
+    """
+    if parsing == "strict":
+        return split_think_answer(text, think_prefilled=think_prefilled)
+    if parsing != "reference":
+        raise ValueError(f"unknown answer parsing {parsing!r}: reference or strict")
+    text = text or ""
+    full = ("<think>" + text if think_prefilled else text).strip()
+    closed = full.startswith("<think>") and "</think>" in full
+    think = full[len("<think>") : full.find("</think>")].strip() if closed else None
+    answer = text.split("<answer>")[-1].split("</answer>")[0].strip() if "<answer>" in text else None
+    return ParsedCompletion(think=think, answer=answer, format_ok=_REFERENCE_FORMAT_RE.match(full) is not None)
+
+
+def last_fenced_block(text: str) -> str | None:
+    """The last fenced block of any tag (the reference's induction answer), or None when there is none.
+
+    >>> last_fenced_block("```input\\n1\\n```\\n```\\ndef f(x):\\n    return x\\n```")
+    'def f(x):\\n    return x'
+    """
+    blocks = extract_fenced(text)
+    return blocks[-1].strip() if blocks else None
+
+
 def extract_fenced(text: str, tag: str | None = None) -> list[str]:
     """Contents of fenced blocks (```tag … ```), in order; `tag=None` takes every block.
 
@@ -154,6 +193,8 @@ __all__ = [
     "ParsedCompletion",
     "extract_fenced",
     "extract_program",
+    "last_fenced_block",
     "parse_call_args",
+    "read_answer",
     "split_think_answer",
 ]

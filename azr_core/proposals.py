@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from azr_core.executor.checks import CheckError, check_call_expression
 from azr_core.executor.executor import GradeRequest
-from azr_core.parsing import InputError, extract_fenced, parse_call_args, split_think_answer
+from azr_core.parsing import InputError, extract_fenced, last_fenced_block, parse_call_args, read_answer
 from azr_core.task_types import Task, TaskType
 
 
@@ -72,15 +73,20 @@ class ValidatingExecutor(Protocol):
     def validate_many(self, items: Sequence[tuple[str, str]]) -> Sequence[ValidationResultLike]: ...
 
 
-def _answer_region(completion: str, *, think_prefilled: bool, lenient: bool) -> tuple[bool, str | None]:
-    """(format_ok, the text to search for fenced blocks, or None when the format is broken and not lenient)."""
-    parsed = split_think_answer(completion or "", think_prefilled=think_prefilled)
-    if parsed.format_ok:
-        return True, parsed.answer or ""
+def _answer_region(
+    completion: str, *, think_prefilled: bool, lenient: bool, parsing: str = "reference"
+) -> tuple[bool, str | None, bool]:
+    """(format_ok, the text to search for fenced blocks or None, whether that text is an `<answer>` block).
+
+    'reference': the last `<answer>` block is read whatever the format (`read_answer`); 'strict': only a completion
+    whose format is right. Without an answer to read, `lenient` takes the text after `</think>` (or all of it)."""
+    parsed = read_answer(completion or "", think_prefilled=think_prefilled, parsing=parsing)
+    if parsed.answer is not None and (parsed.format_ok or parsing == "reference"):
+        return parsed.format_ok, parsed.answer, True
     if not lenient:
-        return False, None
+        return False, None, False
     close = (completion or "").find("</think>")
-    return False, (completion or "")[close + len("</think>") :] if close >= 0 else (completion or "")
+    return False, (completion or "")[close + len("</think>") :] if close >= 0 else (completion or ""), False
 
 
 FORMAT_REASON = "format: expected <think>...</think> then one <answer>...</answer>"
@@ -98,12 +104,20 @@ def parse_proposal(
     rename_entry: bool = True,
     reject_multiple: bool = True,
     min_distinct: int | None = None,
+    parsing: str = "reference",
+    inputs: str = "expression",
+    buffer_broken_format: bool = True,
+    reject_revealing_message: bool = False,
 ) -> Candidate:
     """Turn a proposer completion into a Candidate (deduction/abduction: program + input; induction: inputs + message).
 
     For induction, `reference` is the program the proposer was shown; the candidate runs on it. `rename_entry` and
     `reject_multiple` are the reference's rules for the entry function (see `entry_function`). `min_distinct`: the
     distinct inputs an induction proposal needs (None: all `n_inputs`); repeats are dropped from the task.
+    `parsing`: how the answer is read (`read_answer`). `inputs`: 'expression' (checked here, evaluated in the sandbox)
+    or 'literal'. `buffer_broken_format`: a proposal whose format is broken is still parsed and validated, and a valid
+    one joins the buffers (its reward is the format error's, as the reference); False: it is rejected.
+    `reject_revealing_message`: refuse an induction message that contains the program (the reference does not).
 
     >>> text = "plan</think><answer>```python\\ndef f(x):\\n    return x*2\\n```\\n```input\\n3\\n```</answer>"
     >>> c = parse_proposal("deduction", text)
@@ -114,27 +128,40 @@ def parse_proposal(
     """
     task_type = TaskType(task_type)
     refs = tuple(reference_ids)
-    format_ok, region = _answer_region(completion, think_prefilled=think_prefilled, lenient=lenient)
-    if region is None:
+    format_ok, region, _ = _answer_region(completion, think_prefilled=think_prefilled, lenient=lenient, parsing=parsing)
+    if region is None or (not format_ok and not buffer_broken_format):
         return Candidate(task_type, False, reason=FORMAT_REASON, reference_ids=refs)
     if task_type is TaskType.INDUCTION:
-        return _parse_induction(region, format_ok, n_inputs, reference, refs, min_distinct)
+        return _parse_induction(region, format_ok, n_inputs, reference, refs, min_distinct, inputs,
+                                reject_revealing_message)  # fmt: skip
     programs = extract_fenced(region, "python")
-    inputs = extract_fenced(region, "input")
+    found_inputs = extract_fenced(region, "input")
     base = Candidate(task_type, format_ok, reference_ids=refs)
     if not programs:
         return _with(base, reason="parse: missing ```python block")
     program, reason = entry_function(programs[0], rename=rename_entry, reject_multiple=reject_multiple)
     if reason:
         return _with(base, program=program, reason=reason)
-    if not inputs:
+    if not found_inputs:
         return _with(base, program=program, reason="parse: missing ```input block")
-    inp = inputs[0].strip()
+    inp = found_inputs[0].strip()
     try:
-        parse_call_args(inp)
+        input_key(inp, inputs)
     except InputError as exc:
         return _with(base, program=program, input=inp, reason=f"input: {exc}")
     return _with(base, program=program, input=inp)
+
+
+def input_key(text: str, inputs: str = "expression") -> str:
+    """What makes two inputs the same input, checked: 'literal' builds the values (`'a'` and `"a"` are one input);
+    'expression' checks the text as the sandbox will get it and keys it by its syntax tree (no evaluation here).
+    Raises InputError naming the problem."""
+    if inputs == "literal":
+        return repr(parse_call_args(text))
+    try:
+        return ast.dump(check_call_expression(text))
+    except CheckError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _parse_induction(
@@ -144,11 +171,13 @@ def _parse_induction(
     reference: Task | None,
     refs: tuple[str, ...],
     min_distinct: int | None = None,
+    inputs: str = "expression",
+    reject_revealing_message: bool = False,
 ) -> Candidate:
     """As the reference: the last N ```input blocks are the inputs, all N must be there, and one bad input rejects
-    the proposal. Here they must also be argument lists of literals, and a repeated value is dropped (the first kept):
-    at least `min_distinct` (None: all N) distinct inputs must remain. The reference keeps repeats, so its held-out
-    pairs can repeat the shown ones and grade nothing."""
+    the proposal. Here each must also pass the input checks (`input_key`), and a repeated input is dropped (the
+    first kept): at least `min_distinct` (None: all N) distinct inputs must remain. The reference keeps repeats, so
+    its held-out pairs can repeat the shown ones and grade nothing."""
     base = Candidate(TaskType.INDUCTION, format_ok, reference_ids=refs)
     if reference is None:
         return _with(base, reason="parse: induction proposal without a reference program")
@@ -162,7 +191,7 @@ def _parse_induction(
     distinct: dict[str, str] = {}  # the value's repr -> its first text: "'a'" and '"a"' are one input
     for k, text in enumerate(blocks):
         try:
-            distinct.setdefault(repr(parse_call_args(text)), text)
+            distinct.setdefault(input_key(text, inputs), text)
         except InputError as exc:
             return _with(base, reason=f"input: input {k + 1} of {n_inputs}: {exc}")
     need = n_inputs if min_distinct is None else min(min_distinct, n_inputs)
@@ -171,7 +200,7 @@ def _parse_induction(
     base = _with(base, inputs=tuple(distinct.values()))
     if not message:
         return _with(base, reason="parse: missing ```message block")
-    if reference.program.strip() in message:
+    if reject_revealing_message and reference.program.strip() in message:
         return _with(base, reason="message: reveals the program")
     return base
 
@@ -308,31 +337,46 @@ def parse_answer(
     think_prefilled: bool = True,
     lenient: bool = False,
     empty_is_format_error: bool = False,
+    parsing: str = "reference",
 ) -> SolverAnswer:
-    """Reduce a solver completion to its answer text: the ```output / ```input / ```python block of the answer,
-    or the bare answer text when it holds no such block.
+    """Reduce a solver completion to its answer text.
 
-    A broken format gives format_ok=False (the reward is -1 whatever the answer); the answer is still extracted
-    when `lenient`, for the record. An empty answer is a wrong one (as the reference), or a format error with
-    `empty_is_format_error`.
+    'reference' parsing: the answer is the last `<answer>` block (whatever the format, so that a learnability
+    rollout is graded on it); in it, the last ```output / ```input block, or the bare answer text when it holds none;
+    for induction, the last fenced block of any tag, and no fenced block is a format error. 'strict': exactly one
+    answer block, its first block of the task's tag (induction: ```python, else the bare text).
+
+    A broken format gives format_ok=False (the solver reward is then the format error's whatever the answer). An
+    empty answer is a wrong one (as the reference), or a format error with `empty_is_format_error`.
 
     >>> parse_answer("deduction", "x doubles</think><answer>```output\\n[1, 2]\\n```</answer>")
     SolverAnswer(format_ok=True, answer='[1, 2]', reason=None)
-    >>> parse_answer("abduction", "<answer>1</answer>").format_ok
-    False
+    >>> a = parse_answer("abduction", "<answer>1</answer>")
+    >>> (a.format_ok, a.answer)
+    (False, '1')
+    >>> parse_answer("induction", "ok</think><answer>```\\ndef f(x):\\n    return x\\n```</answer>").answer
+    'def f(x):\\n    return x'
     """
     task_type = TaskType(task_type)
-    format_ok, region = _answer_region(completion, think_prefilled=think_prefilled, lenient=lenient)
+    tag = _ANSWER_TAG[task_type]
+    format_ok, region, tagged = _answer_region(completion, think_prefilled=think_prefilled, lenient=lenient,
+                                               parsing=parsing)  # fmt: skip
     if region is None:
         return SolverAnswer(False, None, FORMAT_REASON)
-    blocks = extract_fenced(region, _ANSWER_TAG[task_type])
-    text = blocks[0].strip() if blocks else region.strip()
-    if not format_ok and not blocks:
-        text = ""  # lenient mode takes only an explicit block from a broken completion, not arbitrary text
+    if parsing == "reference" and task_type is TaskType.INDUCTION:
+        program = last_fenced_block(region)
+        if program is None:
+            return SolverAnswer(False, None, "format: no fenced code block in the answer")
+        text = program
+    else:
+        blocks = extract_fenced(region, tag)
+        text = (blocks[-1] if parsing == "reference" else blocks[0]).strip() if blocks else region.strip()
+        if not tagged and not blocks:
+            text = ""  # lenient mode takes only an explicit block from a broken completion, not arbitrary text
     if not text:
         if empty_is_format_error:
-            return SolverAnswer(False, None, f"format: empty answer (no ```{_ANSWER_TAG[task_type]} content)")
-        return SolverAnswer(format_ok, None, f"parse: empty answer (no ```{_ANSWER_TAG[task_type]} block)")
+            return SolverAnswer(False, None, f"format: empty answer (no ```{tag} content)")
+        return SolverAnswer(format_ok, None, f"parse: empty answer (no ```{tag} block)")
     return SolverAnswer(format_ok, text, None if format_ok else FORMAT_REASON)
 
 

@@ -81,6 +81,7 @@ def run_probe(cfg, model_dir: str | None, tasks, executor, max_new_tokens: int) 
             think_prefilled=sp.response_prefill != "none",
             lenient=sp.lenient_parsing,
             empty_is_format_error=cfg.rewards.empty_answer_is_format_error,
+            parsing=sp.answer_parsing,
         )  # fmt: skip
         for i, _, samples in sampled
     ]

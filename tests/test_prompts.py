@@ -51,16 +51,19 @@ def test_program_proposer_shows_requirements_format_and_every_reference(task_typ
         assert f"```input\n{ref.input}\n```" in text and f"```output\n{ref.output}\n```" in text
     for i in range(len(REFS)):
         assert f"<snippet_{i}>" in text and f"</snippet_{i}>" in text
-    assert "### Code Requirements:" in text and "### Input Requirements:" in text
-    assert "<think>" in text and "</answer>" in text  # the format and a worked example of it
+    assert "### Code requirements:" in text and "### Input requirements:" in text and "### Format:" in text
+    assert "### How it is judged:" in text and "### Reference programs:" in text
+    assert "<think>" not in text and "</answer>" not in text  # no complete worked answer to copy by default
     assert "`f`" in text
     assert "random" in text  # banned words are named
+    worked = _user(proposer_messages(task_type, REFS, worked_example=True))
+    assert "<think>" in worked and "</answer>" in worked and "sorted(info)" in worked
 
 
 def test_deduction_and_abduction_proposers_ask_for_different_things():
     ded = _user(proposer_messages("deduction", REFS[:1]))
     abd = _user(proposer_messages("abduction", REFS[:1]))
-    assert "deduce the output" in ded and "deduce one possible input" in abd
+    assert "work out the output" in ded and "find an input" in abd
     assert ded != abd
 
 
@@ -71,8 +74,8 @@ def test_program_proposer_with_an_empty_buffer_still_builds():
 
 def test_induction_proposer_gets_one_program_and_n():
     text = _user(proposer_messages("induction", [IND], n_inputs=7))
-    assert "Output 7 Inputs" in text and "```message" in text
-    assert f"```python\n{IND.program}\n```" in text
+    assert "Write 7 inputs" in text and "```message" in text
+    assert f"```python\n{IND.program}\nf(<your input goes here>)\n```" in text  # the call line after the program
     with pytest.raises(ValueError, match="one reference program"):
         proposer_messages("induction", [])
 
@@ -94,8 +97,9 @@ def test_abduction_solver_sees_program_and_output_never_the_input():
 
 def test_induction_solver_sees_shown_pairs_and_message_never_program_or_held_out():
     text = _user(solver_messages(IND))
-    assert "```input\n2, 3\n```" in text and "```output\n20\n```" in text
-    assert IND.message in text
+    assert "```input_0\n2, 3\n```" in text and "```output_1\n20\n```" in text  # numbered pairs
+    assert f"```message\n{IND.message}\n```" in text  # the fenced message
+    assert "# Code requirements:" in text and "named `f`" in text
     assert "a * b" not in text and "7, 8" not in text and "56" not in text
 
 

@@ -108,13 +108,19 @@ def test_induction_proposal_takes_the_last_n_inputs_as_the_reference():
         ((("input", "1"), ("input", "oops("), ("message", "hi")), "input: input 2 of 2"),
         ((("input", "1"), ("input", "1"), ("message", "hi")), "input: 1 distinct of the 2 inputs, need 2"),
         ((("input", "'a'"), ("input", '"a"'), ("message", "hi")), "input: 1 distinct of the 2 inputs"),  # one value
-        ((("input", "1"), ("input", "2"), ("message", "it is " + REFERENCE.program)), "message: reveals the program"),
     ],
 )
 def test_induction_failures(blocks, reason):
     c = parse_proposal("induction", answer(*blocks), n_inputs=2, reference=REFERENCE)
     assert c.reason.startswith(reason)
     assert parse_proposal("induction", answer(("input", "1"), ("message", "m"))).reason.startswith("parse: induction")
+
+
+def test_revealing_message_accepted_by_default_refused_by_setting():
+    text = answer(("input", "1"), ("input", "2"), ("message", "it is " + REFERENCE.program))
+    assert parse_proposal("induction", text, n_inputs=2, reference=REFERENCE).reason is None  # the reference
+    refused = parse_proposal("induction", text, n_inputs=2, reference=REFERENCE, reject_revealing_message=True)
+    assert refused.reason == "message: reveals the program"
 
 
 def test_induction_repeats_are_dropped_down_to_the_distinct_minimum():

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.sandbox
 
 
 def _role(prompt: str) -> str:
-    if "Write a new Python function" in prompt:
+    if "Write a new Python program" in prompt:
         return "program"
-    if "different inputs for the function below" in prompt:
+    if "inputs for the program below" in prompt:
         return "inputs"
     if "What does `f` return" in prompt:
         return "output"

@@ -22,23 +22,32 @@ import re
 import symtable
 from dataclasses import dataclass
 
-#: Modules a program may not import (checked on the top-level package name: `os.path` is `os`).
-#: Nondeterminism (random, time), the outside world (os, socket, subprocess, files), concurrency, and the
-#: interpreter's own machinery (sys, importlib, ctypes, gc, inspect, types, pickle) are all out, and so are modules that
-#: run code from text with the real builtins or import by name (doctest, pydoc.locate, unittest.mock.patch).
-BANNED_MODULES: frozenset[str] = frozenset(
-    """
-    os posix nt posixpath ntpath sys subprocess socket socketserver ssl select selectors asyncio signal
-    threading _thread multiprocessing concurrent sched queue
-    time datetime calendar zoneinfo random secrets uuid
-    io pathlib shutil tempfile glob fnmatch fileinput filecmp linecache tarfile zipfile zipimport gzip bz2 lzma
-    zlib mmap fcntl termios tty pty resource pwd grp spwd crypt getpass platform sysconfig site
-    importlib pkgutil runpy builtins inspect gc types ctypes cffi _ctypes weakref copyreg pickle cPickle marshal
-    shelve dbm sqlite3 code codeop dis traceback faulthandler tracemalloc trace pdb bdb cProfile profile pstats
-    timeit logging warnings atexit webbrowser urllib http ftplib smtplib poplib imaplib telnetlib
-    xmlrpc email mailbox ipaddress wsgiref numpy pandas torch doctest pydoc unittest
-    """.split()
-)
+BANNED_MODULE_GROUPS: dict[str, tuple[str, ...]] = {
+    "nondeterminism": tuple("time datetime calendar zoneinfo random secrets uuid".split()),
+    "operating system and files": tuple(
+        """os posix nt posixpath ntpath sys subprocess signal io pathlib shutil tempfile glob fnmatch fileinput filecmp
+        linecache tarfile zipfile zipimport gzip bz2 lzma zlib mmap fcntl termios tty pty resource pwd grp spwd crypt
+        getpass platform sysconfig site shelve dbm sqlite3 logging warnings atexit""".split()
+    ),
+    "network": tuple(
+        """socket socketserver ssl select selectors webbrowser urllib http ftplib smtplib poplib imaplib telnetlib
+        xmlrpc email mailbox ipaddress wsgiref""".split()
+    ),
+    "concurrency": tuple("asyncio threading _thread multiprocessing concurrent sched queue".split()),
+    "interpreter internals": tuple(
+        """importlib pkgutil runpy builtins inspect gc types ctypes cffi _ctypes weakref copyreg pickle cPickle marshal
+        code codeop dis traceback faulthandler tracemalloc trace pdb bdb cProfile profile pstats timeit doctest pydoc
+        unittest""".split()
+    ),
+    "third-party libraries": ("numpy", "pandas", "torch"),
+}
+"""Modules a program may not import, by why (checked on the top-level package name: `os.path` is `os`).
+Nondeterminism (random, time), the outside world (os, socket, subprocess, files), concurrency, and the interpreter's
+own machinery (sys, importlib, ctypes, gc, inspect, types, pickle) are all out, and so are modules that run code from
+text with the real builtins or import by name (doctest, pydoc.locate, unittest.mock.patch). Any module whose name
+starts with `_` is refused too. The proposer's prompt shows exactly these groups (`banned_summary`)."""
+
+BANNED_MODULES: frozenset[str] = frozenset(m for group in BANNED_MODULE_GROUPS.values() for m in group)
 
 #: Builtins a program may not reach. A program may still bind these names itself (a parameter `input`, a local
 #: `id`, `from re import compile`): only a use that resolves to the builtin is refused, and the sandbox's builtins
@@ -67,6 +76,20 @@ ALLOWED_DUNDER_ATTRS: frozenset[str] = frozenset(
     __divmod__ __and__ __rand__ __or__ __ror__ __xor__ __rxor__ __lshift__ __rshift__ __call__ __enter__ __exit__
     """.split()
 )
+
+
+def banned_summary() -> list[tuple[str, list[str]]]:
+    """What the checks refuse, as (category, names) in the order a prompt shows them: every banned module by group,
+    the banned builtins, and the attribute rules. The one source of the proposer prompt's list, so that the list a
+    model is shown is the list enforced (tests/test_prompts_fidelity.py checks both ways)."""
+    rows = [(f"modules ({why})", sorted(group, key=str.lower)) for why, group in BANNED_MODULE_GROUPS.items()]
+    rows.append(("modules", ["any module whose name starts with `_`"]))
+    rows.append(("built-in functions and names", sorted(BANNED_NAMES, key=lambda n: (n.startswith("_"), n))))
+    rows.append(("attributes", sorted(BANNED_ATTRS, key=str.lower)))
+    rows.append(("attributes", ["double-underscore attributes other than the operator and container methods "
+                                "(`__init__`, `__len__`, `__eq__`, ...), also when named in a string"]))  # fmt: skip
+    return rows
+
 
 #: Texts that are not attributes but may appear in strings (`if __name__ == '__main__'`).
 _ALLOWED_DUNDER_TEXT = ALLOWED_DUNDER_ATTRS | {"__main__"}
@@ -137,6 +160,49 @@ def check_program(program: str, limits: CheckLimits = CheckLimits(), *, entry_po
     if not _defines_entry_point(tree, entry_point):
         raise CheckError(f"no top-level function named {entry_point!r}")
     return tree
+
+
+def check_call_expression(args_text: str, *, max_chars: int = 2_000, max_nodes: int = 5_000) -> ast.Call:
+    """Check the text of a call's arguments, `f(<args_text>)`, as an expression the sandbox will evaluate: it must be
+    the argument list of exactly one call on its own (an injection such as `[0]) or (1` is refused, so are comments
+    that would swallow the closing parenthesis), and pass the checks a program passes (no banned name, module route,
+    dunder or frame attribute). Returns the call's AST; raises CheckError naming the problem.
+
+    >>> check_call_expression("range(3), 'a-b'.split('-')").func.id
+    'f'
+    >>> check_call_expression("().__class__")
+    Traceback (most recent call last):
+    ...
+    azr_core.executor.checks.CheckError: banned attribute: .__class__ (line 1)
+    """
+    if not isinstance(args_text, str):
+        raise CheckError(f"input must be text, got {type(args_text).__name__}")
+    if len(args_text) > max_chars:
+        raise CheckError(f"input too large: {len(args_text)} characters > limit {max_chars}")
+    if "\x00" in args_text:
+        raise CheckError("input contains a NUL byte")
+    source = f"f({args_text.strip()})"
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise CheckError(f"input is not an argument list: {exc.msg}") from None
+    except (ValueError, MemoryError, RecursionError) as exc:
+        raise CheckError(f"input is not an argument list: {type(exc).__name__}") from None
+    call = tree.body
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
+        raise CheckError("input must be the arguments of one call f(...), nothing more")
+    end = sum(len(line) for line in source.encode("utf-8").splitlines(keepends=True)[: call.end_lineno - 1])
+    if end + call.end_col_offset != len(source.encode("utf-8")):
+        raise CheckError("input must be the arguments of one call f(...), nothing more (no comments)")
+    for nodes, node in enumerate(ast.walk(call), 1):
+        if nodes > max_nodes:
+            raise CheckError(f"input too large: more than {max_nodes} AST nodes")
+        _check_node(node)
+        if isinstance(node, ast.Name) and node.id in BANNED_NAMES:
+            raise CheckError(f"banned name: {node.id} (line 1)")
+        if isinstance(node, (ast.Yield, ast.YieldFrom, ast.NamedExpr)):
+            raise CheckError("input may not yield or assign (:=)")
+    return call
 
 
 def _check_node(node: ast.AST) -> None:

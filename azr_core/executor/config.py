@@ -25,7 +25,17 @@ class ExecutorConfig(Section):
         "at most 64, so that programs that run into the time limit (each holds its worker until then) overlap "
         "instead of stalling the batch. An idle worker costs memory (~10 MB), no CPU.",
     )
-    timeout_s: float = Field(5.0, gt=0, description="Wall-clock time limit of one execution, enforced by the parent.")
+    timeout_s: float = Field(
+        10.0, gt=0, description="Wall-clock time limit of one execution, enforced by the parent (the reference: 10 s)."
+    )
+    inputs: Literal["expression", "literal"] = Field(
+        "expression",
+        description="How a task input (the text of a call's arguments, `f(<input>)`) is read, for proposals, "
+        "abduction answers and induction pairs. 'expression' (the reference): any expression that passes the static "
+        "checks (`range(3)`, `'a-b'.split('-')`), evaluated inside the sandbox in the program's namespace, never in "
+        "the trusted process. 'literal': Python literals and a few listed operations on them, built in the trusted "
+        "process. Outputs are literals either way.",
+    )
     deprioritize_after_s: float = Field(
         0.05,
         ge=0,

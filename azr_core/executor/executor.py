@@ -4,7 +4,9 @@ Each item becomes a small plan (a generator) that yields the executions it needs
 driver can run thousands of items with every worker busy: a determinism check asks for its second run only after the
 first succeeded, an induction grade asks for all held-out pairs at once.
 
-Everything the model wrote is parsed here, in the trusted process, as literals; values are compared here too.
+Outputs the model wrote are parsed here, in the trusted process, as literals, and values are compared here too.
+Inputs (call arguments) are literals built here (`executor.inputs=literal`), or expressions that pass the static
+checks here and are evaluated only inside the sandbox (`expression`, the reference's behaviour).
 Reasons are `category: detail`, so history queries can group on the part before the colon.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from azr_core.executor.checks import CheckError, CheckLimits, check_program
+from azr_core.executor.checks import CheckError, CheckLimits, check_call_expression, check_program
 from azr_core.executor.config import ExecutorConfig
 from azr_core.executor.pool import Job, RunResult, WorkerPool
 from azr_core.executor.sandbox import warn_unsafe
@@ -36,10 +38,13 @@ class ValidationResult:
 
 @dataclass(frozen=True)
 class GradeResult:
-    """Whether an answer is correct; reason says why not (None when correct)."""
+    """Whether an answer is correct; reason says why not (None when correct). `crashed`: the grading itself failed
+    (the sandbox worker died or stopped answering, not the answer's program), so the verdict says nothing about the
+    answer; the learnability estimate leaves such gradings out of its mean, as the reference does."""
 
     correct: bool
     reason: str | None
+    crashed: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class _Spec:
     program: str
     call: str
     avoid_worker: int | None = None
+    args: str | None = None  # an input expression, evaluated in the sandbox (then `call` is unused)
 
 
 Plan = Generator[list[_Spec], list[RunResult], Any]
@@ -135,10 +141,10 @@ class Executor:
         if problem:
             return ValidationResult(False, None, problem)
         try:
-            call = parse_call_args(input_text, max_chars=self.cfg.max_input_chars).to_literal()
+            spec = self._spec(program, input_text)
         except InputError as exc:
             return ValidationResult(False, None, f"invalid input: {exc}")
-        (first,) = yield [_Spec(program, call)]
+        (first,) = yield [spec]
         if first.status != "ok":
             return ValidationResult(False, None, _run_reason(first))
         try:
@@ -147,7 +153,7 @@ class Executor:
             return ValidationResult(False, None, f"not literal: {exc}")
         avoid = first.worker
         for run in range(2, self.cfg.determinism_runs + 1):
-            (again,) = yield [_Spec(program, call, avoid_worker=avoid)]
+            (again,) = yield [_Spec(program, spec.call, avoid_worker=avoid, args=spec.args)]
             if again.status != "ok":
                 return ValidationResult(False, None, f"nondeterministic: run {run} ended in {_run_reason(again)}")
             try:
@@ -196,7 +202,7 @@ class Executor:
         if req.program is None or req.output is None:
             return GradeResult(False, "bad request: abduction needs program and output")
         try:
-            call = parse_call_args(req.answer, max_chars=self.cfg.max_input_chars).to_literal()
+            spec = self._spec(req.program, req.answer)
         except InputError as exc:
             return GradeResult(False, f"answer not an argument list: {exc}")
         try:
@@ -206,7 +212,7 @@ class Executor:
         problem = self._static_problem(req.program)
         if problem:
             return GradeResult(False, f"bad task: {problem}")
-        (run,) = yield [_Spec(req.program, call)]
+        (run,) = yield [spec]
         return _compare_run(run, expected, self.cfg.max_output_chars)
 
     def _grade_induction(self, req: GradeRequest) -> Plan:
@@ -219,18 +225,16 @@ class Executor:
         specs, expected = [], []
         for i, (input_text, output_text) in enumerate(req.tests):
             try:
-                specs.append(
-                    _Spec(program, parse_call_args(input_text, max_chars=self.cfg.max_input_chars).to_literal())
-                )
+                specs.append(self._spec(program, input_text))
                 expected.append(parse_literal(output_text, max_chars=self.cfg.max_output_chars))
             except (InputError, LiteralError) as exc:
                 return GradeResult(False, f"bad task: test {i}: {exc}")
         runs = yield specs
-        failed = [
-            i
-            for i, (run, exp) in enumerate(zip(runs, expected, strict=True))
-            if not _compare_run(run, exp, 10**9).correct
-        ]
+        # Pairs whose grading crashed are left out (the reference drops them from the mean); all crashed: no verdict.
+        graded = [(i, run, exp) for i, (run, exp) in enumerate(zip(runs, expected, strict=True)) if not _lost(run)]
+        if not graded:
+            return GradeResult(False, f"grading crashed on all {len(runs)} tests: {_run_reason(runs[0])}", crashed=True)
+        failed = [i for i, run, exp in graded if not _compare_run(run, exp, 10**9).correct]
         if failed:
             first = _compare_run(runs[failed[0]], expected[failed[0]], self.cfg.max_output_chars)
             return GradeResult(False, f"failed {len(failed)}/{len(runs)} tests (test {failed[0]}: {first.reason})")
@@ -253,7 +257,7 @@ class Executor:
                 return stop.value
             active[idx] = (plan, [None] * len(specs))
             for j, s in enumerate(specs):
-                pool.submit(Job(key=(idx, j), program=s.program, call=s.call, avoid_worker=s.avoid_worker))
+                pool.submit(Job(key=(idx, j), program=s.program, call=s.call, avoid_worker=s.avoid_worker, args=s.args))
             return _PENDING
 
         while True:
@@ -286,6 +290,18 @@ class Executor:
         self.stats["timeouts"] += res.status == "timeout"
         self.stats["crashes"] += res.status == "crashed"
 
+    def _spec(self, program: str, input_text: str) -> _Spec:
+        """One execution of `f(<input_text>)`: the input built here as literals, or (`inputs=expression`) checked
+        here and evaluated in the sandbox. Raises InputError naming what is wrong with the input."""
+        if self.cfg.inputs == "literal":
+            return _Spec(program, parse_call_args(input_text, max_chars=self.cfg.max_input_chars).to_literal())
+        if not isinstance(input_text, str):
+            raise InputError(f"input must be text, got {type(input_text).__name__}")
+        problem = _input_problem_cached(input_text.strip(), self.cfg.max_input_chars)  # even without static_checks
+        if problem:
+            raise InputError(problem)
+        return _Spec(program, "", args=input_text.strip())
+
     def _static_problem(self, program: str) -> str | None:
         if not self.cfg.static_checks:
             return None
@@ -309,14 +325,28 @@ def _static_problem_cached(program: str, limits: CheckLimits) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _input_problem_cached(input_text: str, max_chars: int) -> str | None:
+    try:
+        check_call_expression(input_text, max_chars=max_chars)
+    except CheckError as exc:
+        return str(exc)
+    return None
+
+
 def _run_reason(run: RunResult) -> str:
     names = {"no_f": "check", "not_literal": "not literal", "too_large": "output too large"}
     return f"{names.get(run.status, run.status)}: {run.detail or ''}".rstrip(": ")
 
 
+def _lost(run: RunResult) -> bool:
+    """The execution was lost to the sandbox itself (its worker died or hung), not ended by the program."""
+    return run.status == "crashed" and (run.detail or "").startswith("sandbox worker")
+
+
 def _compare_run(run: RunResult, expected: Any, max_chars: int) -> GradeResult:
     if run.status != "ok":
-        return GradeResult(False, _run_reason(run))
+        return GradeResult(False, _run_reason(run), crashed=_lost(run))
     try:
         got = parse_literal(run.output or "", max_chars=max_chars)
     except LiteralError as exc:

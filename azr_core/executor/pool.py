@@ -29,13 +29,16 @@ HOST_GRACE_S = 5.0  # the worker enforces each time limit; the host steps in onl
 
 @dataclass
 class Job:
-    """One execution: call `f` of `program` with the arguments in `call` (repr of `(args, kwargs)`)."""
+    """One execution: call `f` of `program` with the arguments in `call` (repr of `(args, kwargs)`), or, when `args`
+    is given, with the arguments that text of a call's argument list evaluates to inside the sandbox (an input written
+    as an expression, already through the static checks)."""
 
     key: Any
     program: str
     call: str
     avoid_worker: int | None = None
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
+    args: str | None = None
 
 
 @dataclass
@@ -137,6 +140,8 @@ class _Worker:
         self.job = job
         self.deadline = time.monotonic() + timeout + HOST_GRACE_S
         req = {"id": 0, "program": job.program, "call": job.call, "timeout": timeout, "seed": job.seed}
+        if job.args is not None:
+            req["args"] = job.args
         self._send(json.dumps(req).encode() + b"\n")
 
     def stderr_tail(self, limit: int = 600) -> str:

@@ -5,6 +5,7 @@ host's virtualenv needs to be visible inside the sandbox. Protocol, one JSON obj
 
     host -> worker  {"init": {...limits, banned modules...}}            once, first
     host -> worker  {"id": 7, "program": "...", "call": "((1,), {})", "timeout": 5.0, "seed": 123}
+    host -> worker  {"id": 8, "program": "...", "args": "range(3), 'a-b'.split('-')", "timeout": 5.0, "seed": 9}
     worker -> host  {"id": 7, "status": "ok", "output": "[1, 2]", "detail": null, "wall": 0.001, "cpu": 0.001}
 
 Each request runs in a freshly forked child (new process group, rlimits, stdio on /dev/null, only the result pipe
@@ -75,7 +76,12 @@ def execute(req):
         # Compiling runs none of the program, and the arguments are the host's repr of plain values: both are done
         # here, so the child pays no page faults for the compiler (its copy of the arguments is its own to mutate).
         code = compile(req["program"], "<program>", "exec")
-        call = eval(req["call"], dict(CALL_NAMES))
+        if req.get("args") is not None:
+            # An input written as an expression (checked by the host): compiled here, evaluated by the child in the
+            # program's namespace after the program ran, as `f(<args>)` would be. The newline ends a comment.
+            call = compile("__azr_call__(" + req["args"] + "\n)", "<input>", "eval")
+        else:
+            call = eval(req["call"], dict(CALL_NAMES))
     except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError, NameError, TypeError) as exc:
         return {
             "id": req["id"],
@@ -179,7 +185,11 @@ def run_program(code, call):
         f = glb.get("f")
         if not callable(f):
             return "no_f", None, "the program defines no callable f"
-        args, kwargs = call
+        if isinstance(call, type(code)):
+            glb["__azr_call__"] = _capture
+            args, kwargs = eval(call, glb)
+        else:
+            args, kwargs = call
         value = f(*args, **kwargs)
         problem = _literal_problem(value, max_out)
         if problem:
@@ -191,6 +201,10 @@ def run_program(code, call):
         return "ok", text, None
     except BaseException as exc:  # SystemExit, KeyboardInterrupt and all: the task is invalid, the child reports it
         return "error", None, _describe_exception(exc)
+
+
+def _capture(*args, **kwargs):
+    return args, kwargs
 
 
 def _literal_problem(value, max_out):

@@ -64,7 +64,10 @@ class SolveRollout:
     pieces: list[tuple[list[int], Completion]] = field(default_factory=list)
     rollout_id: str = field(default_factory=new_id)
     answer: SolverAnswer | None = None
-    correct: bool | None = None  # the reward's verdict: format right AND the executor found the answer correct
+    # The verdict: a batch solve's is the reward's (format right and the answer correct); a learnability probe's
+    # needs the format only with selfplay.learnability_needs_format (the reference grades the answer alone).
+    correct: bool | None = None
+    grade_crashed: bool = False  # the sandbox lost the grading: no verdict, left out of the solve rate
     reward: float | None = None
     advantage: float | None = None
 

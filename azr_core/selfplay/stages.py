@@ -127,7 +127,8 @@ def reward(s: Session, solved: Solved) -> Rewarded:
     earlier = solved.validated.proposed.earlier
     verdicts: dict[str, list[float]] = defaultdict(list)
     for x in [*(p for r in solved.validated.proposed.earlier_attempts for p in r.solved.probes), *solved.probes]:
-        verdicts[x.task.task_id].append(1.0 if x.correct else 0.0)
+        if not x.grade_crashed:  # a grading the sandbox lost says nothing about the task (the reference drops it)
+            verdicts[x.task.task_id].append(1.0 if x.correct else 0.0)
     proposals = solved.validated.proposals
     for p in proposals:
         rates = verdicts.get(p.task_id or "", []) if p.valid else []
@@ -195,7 +196,19 @@ def _propose_round(s: Session, types: list[TaskType], stage: str) -> tuple[list[
             refs = s.buffers.sample_references(task_type, cfg.references_k, s.rng)
         plans.append((task_type, refs))
     prompts = [
-        _prompt(s, proposer_messages(t, refs, n_inputs=cfg.induction_inputs, compact=cfg.compact_prompts), "propose", t)
+        _prompt(
+            s,
+            proposer_messages(
+                t,
+                refs,
+                n_inputs=cfg.induction_inputs,
+                compact=cfg.compact_prompts,
+                worked_example=cfg.worked_example,
+                timeout_s=s.cfg.executor.timeout_s,
+            ),
+            "propose",
+            t,
+        )  # fmt: skip
         for t, refs in plans
     ]
     sampled, filtered = sample(s, prompts, "propose", [t for t, _ in plans], s.cfg.rollout.n, stage)
@@ -215,6 +228,10 @@ def _propose_round(s: Session, types: list[TaskType], stage: str) -> tuple[list[
                 lenient=cfg.lenient_parsing,
                 rename_entry=cfg.rename_entry_function,
                 reject_multiple=cfg.reject_multiple_functions,
+                parsing=cfg.answer_parsing,
+                inputs=s.cfg.executor.inputs,
+                buffer_broken_format=cfg.buffer_broken_format,
+                reject_revealing_message=cfg.reject_revealing_message,
             )
             proposals.append(p)
     return proposals, filtered
@@ -252,7 +269,10 @@ def _seed_tasks(task: Task) -> list[Task]:
 
 def _solve_round(s: Session, tasks: list[Task], purpose: str, n: int) -> tuple[list[SolveRollout], int]:
     compact = s.cfg.selfplay.compact_prompts
-    prompts = [_prompt(s, solver_messages(t, compact=compact), "solve", t.task_type) for t in tasks]
+    timeout_s = s.cfg.executor.timeout_s
+    prompts = [
+        _prompt(s, solver_messages(t, compact=compact, timeout_s=timeout_s), "solve", t.task_type) for t in tasks
+    ]
     sampled, filtered = sample(s, prompts, "solve", [t.task_type for t in tasks], n, purpose)
     rollouts = [
         SolveRollout(tasks[i], purpose, prompt, smp.prompt_token_ids, smp.completion, smp.pieces)
@@ -269,7 +289,10 @@ def _solve_rounds(s: Session, rounds: list[tuple[list[Task], str, int]]) -> tupl
     Returns each round's rollouts (a task's together, in order) and the number of (task, round) prompts dropped."""
     compact = s.cfg.selfplay.compact_prompts
     items = [(r, j, t) for r, (tasks, _, n) in enumerate(rounds) for j, t in enumerate(tasks) for _ in range(n)]
-    prompts = [_prompt(s, solver_messages(t, compact=compact), "solve", t.task_type) for _, _, t in items]
+    timeout_s = s.cfg.executor.timeout_s
+    prompts = [
+        _prompt(s, solver_messages(t, compact=compact, timeout_s=timeout_s), "solve", t.task_type) for _, _, t in items
+    ]
     sampled, _ = sample(s, prompts, "solve", [t.task_type for _, _, t in items], 1, "solve")
     out: list[list[SolveRollout]] = [[] for _ in rounds]
     kept = set()
@@ -283,7 +306,7 @@ def _solve_rounds(s: Session, rounds: list[tuple[list[Task], str, int]]) -> tupl
 
 
 def _grade(s: Session, rollouts: list[SolveRollout]) -> None:
-    """Parse each answer and grade it in the sandbox; `correct` is the reward's verdict (format right and correct)."""
+    """Parse each answer and grade it in the sandbox; `correct`: the verdict (see SolveRollout.correct)."""
     cfg = s.cfg.selfplay
     for x in rollouts:
         x.answer = parse_answer(
@@ -292,10 +315,13 @@ def _grade(s: Session, rollouts: list[SolveRollout]) -> None:
             think_prefilled=cfg.response_prefill != "none",
             lenient=cfg.lenient_parsing,
             empty_is_format_error=s.cfg.rewards.empty_answer_is_format_error,
+            parsing=cfg.answer_parsing,
         )
     gradable = [x for x in rollouts if x.answer and x.answer.answer is not None]
     grades = s.executor.grade_many([grade_request(x.task, x.answer.answer) for x in gradable]) if gradable else []
     for x in rollouts:
         x.correct = False
     for x, g in zip(gradable, grades, strict=True):
-        x.correct = bool(g.correct and x.format_ok)
+        needs_format = x.purpose != "learnability" or cfg.learnability_needs_format
+        x.correct = bool(g.correct and (x.format_ok or not needs_format))
+        x.grade_crashed = g.crashed
