@@ -59,6 +59,9 @@ class TaskBuffers:
     def __init__(self, tasks: Iterable[Task] = ()) -> None:
         self._by_type: dict[TaskType, list[Task]] = {t: [] for t in TASK_TYPES}
         self._ids: set[str] = set()
+        self._unkeyed: list[Task] = []  # added since the last `novelty_index`
+        self._program_first: dict[str, int] = {}
+        self._task_first: dict[str, int] = {}
         for task in tasks:
             self.add(task)
 
@@ -74,7 +77,24 @@ class TaskBuffers:
             return False
         self._ids.add(task.task_id)
         self._by_type[task.task_type].append(task)
+        self._unkeyed.append(task)
         return True
+
+    def novelty_index(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The canonical keys of every buffered task (`azr_core.proposer_measures`), each with the first iteration
+        that buffered it: (program key -> iteration, task key -> iteration). Program keys span all types.
+
+        Incremental: each call keys only the tasks added since the last one (a few hundred microseconds per task), so
+        neither an iteration nor a resume pays for the whole history twice. The dicts are the buffers' own: read them.
+        """
+        from azr_core.proposer_measures import task_keys
+
+        for task in self._unkeyed:
+            pk, tk = task_keys(task)
+            self._program_first[pk] = min(self._program_first.get(pk, task.iteration), task.iteration)
+            self._task_first[tk] = min(self._task_first.get(tk, task.iteration), task.iteration)
+        self._unkeyed.clear()
+        return self._program_first, self._task_first
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._ids
