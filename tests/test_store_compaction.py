@@ -195,8 +195,10 @@ def test_damaged_manifest_is_a_clear_error(history):
         connect(run)
 
 
-def test_version_1_folder_reads_and_becomes_version_2_at_its_first_compaction(history):
+def test_version_1_folder_reads_and_becomes_current_when_a_writer_opens_it(history):
     import json
+
+    from azr_core.store.schema import SCHEMA_VERSION
 
     run, ref = history
     (run / "SCHEMA").write_text(json.dumps({"schema_version": 1}))  # as the first release wrote it
@@ -204,8 +206,8 @@ def test_version_1_folder_reads_and_becomes_version_2_at_its_first_compaction(hi
     assert _results(run) == expected
     with RunStore(run, _cfg()) as store:
         store.compact(upto=4)
-    assert json.loads((run / "SCHEMA").read_text()) == {"schema_version": 2}
+    assert json.loads((run / "SCHEMA").read_text()) == {"schema_version": SCHEMA_VERSION}
     assert _results(run) == expected
     seg = next((run / SEGMENTS_DIR / "rollouts").glob("*.parquet"))
     meta = pq.read_schema(seg).metadata
-    assert meta[b"azr.schema_version"] == b"2" and meta[b"azr.table"] == b"rollouts"
+    assert meta[b"azr.schema_version"] == str(SCHEMA_VERSION).encode() and meta[b"azr.table"] == b"rollouts"

@@ -1,6 +1,6 @@
 """Where things lie in a run folder, and the two small files that say what state it is in.
 
-    run_dir/SCHEMA                               {"schema_version": 2}
+    run_dir/SCHEMA                               {"schema_version": 3}
     run_dir/COMMITTED                            {"iteration": N, "checkpoint_id": ..., "committed_at": ...}
     run_dir/config.yaml                          the first session's resolved config (never replaced)
     run_dir/configs/session-NNNN-<time>.yaml     each session's resolved config, in order
@@ -57,9 +57,11 @@ def sql_str(text: str) -> str:
 
 
 def read_partitions_sql(files: list[Path]) -> str:
-    """`read_parquet` over per-iteration files, with `iteration` (INTEGER) taken from their folder names."""
+    """`read_parquet` over per-iteration files, with `iteration` (INTEGER) taken from their folder names; files are
+    united by column name, so files written before a column was added (schema.py's versions) read with it null."""
     listed = ", ".join(sql_str(str(f)) for f in files)
-    return f"read_parquet([{listed}], hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': INTEGER}})"
+    hive = f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': INTEGER}}"
+    return f"read_parquet([{listed}], {hive}, union_by_name = true)"
 
 
 def read_commit(run_dir: str | Path) -> CommitState | None:

@@ -148,7 +148,8 @@ class RunStore:
         _write_holder(self._lock_fd)
         try:
             if (self.run_dir / SCHEMA_NAME).exists():
-                check_schema(self.run_dir)
+                if check_schema(self.run_dir) < SCHEMA_VERSION:  # it gets this version's columns: see schema.py
+                    atomic_write_text(self.run_dir / SCHEMA_NAME, json.dumps({"schema_version": SCHEMA_VERSION}))
             else:
                 atomic_write_text(self.run_dir / SCHEMA_NAME, json.dumps({"schema_version": SCHEMA_VERSION}))
             self.committed: CommitState | None = read_commit(self.run_dir)

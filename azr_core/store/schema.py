@@ -6,7 +6,11 @@ Bump SCHEMA_VERSION on any change below or of the layout: a run folder records t
 a reader of another version refuses it with a clear error.
 
 Versions: 1 = per-iteration files only; 2 = 1 plus compaction (COMPACTED, segments/), which a version-1 reader would
-silently miss. Version-1 folders are read as they are and become version 2 at their first compaction.
+silently miss; 3 = 2 plus the proposer measures' columns of `proposals` (novel, complexity, halstead_effort,
+edit_distance, edit_distance_norm). Readers unite files by column name and read a column that older files lack as
+null, so version-1 and -2 folders read as they are. A writer that opens one marks it version 3 first (before, a
+version-1 folder became 2 at its first compaction): the files it adds would make an older reader, which takes the
+first file's columns for all, fail or drop the new columns.
 
 The columns are plain data here (no pyarrow import), so `azr sql` starts fast; the Parquet schema is derived from
 them when writing. The meanings are what `azr sql --schema` prints.
@@ -21,8 +25,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 PARTITION_COLUMN = "iteration"
 
 
@@ -53,6 +57,11 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("solve_rate", _D, "mean accuracy of the learnability rollouts; null when none ran"),
         Column("n_solves", _I, "number of learnability rollouts"),
         Column("reward", _D, "proposer reward; null for a seeding proposal (no update)"),
+        Column("novel", _B, "valid, its canonical program + input value(s) in no buffer nor earlier in the batch"),
+        Column("complexity", _D, "cognitive complexity of the program (ComplexiPy); null when invalid"),
+        Column("halstead_effort", _D, "Halstead effort of the program (radon); null when invalid"),
+        Column("edit_distance", _D, "deduction/abduction: mean AST tree edit distance to the references shown"),
+        Column("edit_distance_norm", _D, "the same, each distance over the sum of both tree sizes (0 same, 1 apart)"),
     ),
     "tasks": (
         Column("task_id", _V, "content fingerprint: type + program + input(s)"),

@@ -26,11 +26,17 @@ from azr_core.store.schema import PARTITION_COLUMN, SIDE_TABLES, TABLES
 
 
 def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction) -> str:
-    parts = []
+    # The first part is a typed empty row set with every column of the schema: united by name with the files, it
+    # gives the view all of today's columns in schema order, and a column that older files lack (written before it
+    # existed, see schema.py's versions) reads as null instead of missing from the view or failing the query.
+    cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in TABLES[table])
+    parts = [f"SELECT {cols}, CAST(NULL AS INTEGER) AS {PARTITION_COLUMN} WHERE false"]
     segments = [str(run_dir / p) for p in compaction.segments.get(table, [])]
     if committed >= 0 and segments:
         files = ", ".join(sql_str(f) for f in segments)
-        parts.append(f"SELECT * FROM read_parquet([{files}]) WHERE {PARTITION_COLUMN} <= {committed}")
+        parts.append(
+            f"SELECT * FROM read_parquet([{files}], union_by_name = true) WHERE {PARTITION_COLUMN} <= {committed}"
+        )
     folder = run_dir / TABLES_DIR / table
     # The live files are listed now, not globbed at query time: folders merged into segments (awaiting deletion)
     # and iterations above the commit are never read, and a committed iteration's files never change.
@@ -41,11 +47,8 @@ def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction)
             live.append(f)
     if live:
         parts.append(f"SELECT * FROM {read_partitions_sql(live)}")
-    if parts:
-        return f"CREATE OR REPLACE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts)
-    # No file yet: a typed empty view, so queries bind (and return no rows) instead of failing on an empty glob.
-    cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {c.name}" for c in TABLES[table])
-    return f"CREATE OR REPLACE VIEW {table} AS SELECT {cols}, CAST(NULL AS INTEGER) AS {PARTITION_COLUMN} WHERE false"
+    # (No file yet: the empty part alone, so queries bind and return no rows instead of failing on an empty glob.)
+    return f"CREATE OR REPLACE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts)
 
 
 def _side_view_sql(run_dir: Path, table: str) -> str:
