@@ -126,6 +126,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cham
         _plot(out, "seconds", "Seconds per stage", [("stage", _strip(ms(con, "seconds/%"), "seconds/"))], "s"),
         _plot(out, "task_mix", "Task-type mix (tasks added per iteration)", [("tasks", data.task_mix(con))], "tasks"),
     ]  # fmt: skip
+    figs += _proposer_figures(out, con)
     length, nodes = data.program_stats(con)
     figs.append(_plot(out, "programs", "Proposed programs", [("length (characters)", length),
                                                              ("complexity (AST nodes)", nodes)]))  # fmt: skip
@@ -140,6 +141,31 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cham
     if log_mlflow:
         _log(run_dir, out, tracking_uri)
     return page
+
+
+def _proposer_figures(out: Path, con) -> list[Figure | None]:
+    """What the proposer invents (azr_core.proposer_measures): new tasks and programs, the share learnable at birth,
+    and the complexity and distance to the references of what it proposes. Absent for runs from before the measures."""
+    ms = data.metric_series
+    return [
+        _plot(out, "invention", "What the proposer invents (novel: canonical program + input new to the run)", [
+            ("novel tasks", _strip(ms(con, "novel_tasks/%"), "novel_tasks/")),
+            ("novel programs (induction: behind novel tasks)", {
+                **_strip(ms(con, "novel_programs/%"), "novel_programs/"),
+                **{k: v for k, v in _strip(ms(con, "novel_task_programs/%"), "novel_task_programs/").items()
+                   if k == "induction"}}),
+            ("novel tasks learnable at birth (0 < solve rate < 1)",
+             _strip(ms(con, "novel_learnable_share/%"), "novel_learnable_share/")),
+        ], "tasks / share"),
+        _plot(out, "invented_programs", "The proposed programs: complexity and diversity", [
+            ("cognitive complexity (ComplexiPy), novel programs", _strip(ms(con, "complexity/%"), "complexity/")),
+            ("Halstead effort, novel programs", _strip(ms(con, "halstead_effort/%"), "halstead_effort/")),
+            ("AST edit distance to the references (normalised)",
+             _strip(ms(con, "edit_distance_norm/%"), "edit_distance_norm/")),
+            ("answer diversity (distinct gold outputs / valid)",
+             _strip(ms(con, "answer_diversity/%"), "answer_diversity/")),
+        ]),
+    ]  # fmt: skip
 
 
 def default_out_dir(run_dir: Path) -> Path:

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from azr_core.proposer_measures import Novelty, ProposalFacts, ProposalMeasures, measure_proposals, proposer_metrics
 from azr_core.selfplay.records import IterationRecord, ProposalRollout, SolveRollout, Updated, reason_category, share
 from azr_core.selfplay.session import Session, log
 from azr_core.store import task_to_row
@@ -21,13 +22,18 @@ def commit(s: Session, updated: Updated) -> dict[str, Any]:
     """Write the iteration, commit it, add its tasks to the buffers, log metrics, register the checkpoint."""
     t0 = time.perf_counter()
     rec = IterationRecord.of(updated)
+    try:
+        measures, proposer = measure_iteration(s, rec)
+    except Exception as exc:  # noqa: BLE001 - measures describe the iteration: a failure in them must not lose it
+        log.warning("proposer measures of iteration %d failed, written as nulls: %r", rec.iteration, exc)
+        measures, proposer = {}, {}
     for task in rec.new_tasks:  # seed tasks joined the buffers when they were validated
         s.buffers.add(task)
-    metrics = iteration_metrics(s, rec)
+    metrics = iteration_metrics(s, rec, proposer)
     finished = datetime.now(UTC)
     started = finished.timestamp() - sum(rec.stage_seconds.values())
     with s.store.begin(rec.iteration) as w:
-        w.write("proposals", [_proposal_row(p) for p in rec.all_proposals])
+        w.write("proposals", [_proposal_row(p, measures.get(p.proposal_id)) for p in rec.all_proposals])
         w.write("tasks", [task_to_row(t) for t in rec.all_tasks])
         w.write(
             "rollouts",
@@ -160,10 +166,33 @@ def repair_commits(s: Session) -> None:
             publish(s, iteration, metrics)
 
 
-def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:
+def measure_iteration(s: Session, rec: IterationRecord) -> tuple[dict[str, ProposalMeasures], dict[str, float]]:
+    """The proposer measures of every proposal of the iteration (by proposal id) and their per-type metrics
+    (`azr_core.proposer_measures`): seeding's proposals first, then the training batch's, each compared with the
+    buffers as they were before the iteration and with the proposals before it."""
+    t0 = time.perf_counter()
+    novelty = Novelty(*s.buffers.novelty_index(), iteration=rec.iteration)
+    cache: dict[str, dict] = {}
+    seed = [_facts(p) for p in rec.seed_proposals]
+    measured = measure_proposals(seed, novelty, cache)
+    novelty.add_tasks(rec.seed_tasks)  # seeding buffers each program twice (deduction and abduction)
+    train = [_facts(p) for p in rec.proposals]
+    measured += measure_proposals(train, novelty, cache)
+    metrics = proposer_metrics(seed + train, measured)
+    metrics["seconds/proposer_measures"] = time.perf_counter() - t0
+    return {p.proposal_id: x for p, x in zip(rec.all_proposals, measured, strict=True)}, metrics
+
+
+def _facts(p: ProposalRollout) -> ProposalFacts:
+    task = p.outcome.task if p.valid and p.outcome else None
+    refs = tuple(t.program for t in p.references)
+    return ProposalFacts(p.task_type, task, refs, p.solve_rate, counted=p.stage == "propose")
+
+
+def iteration_metrics(s: Session, rec: IterationRecord, proposer: dict[str, float] | None = None) -> dict[str, float]:
     """Flat named metrics of one iteration (Parquet `iterations.metrics` and MLflow share the names). Buffer sizes
-    are taken after the iteration's own additions."""
-    m: dict[str, float] = {}
+    are taken after the iteration's own additions. `proposer`: the proposer measures' metrics (`measure_iteration`)."""
+    m: dict[str, float] = dict(proposer or {})
     for t in TASK_TYPES:
         mine = [p for p in rec.proposals if p.task_type is t]
         m[f"proposals/{t}"] = len(mine)
@@ -219,7 +248,7 @@ def iteration_metrics(s: Session, rec: IterationRecord) -> dict[str, float]:
     return {k: float(v) for k, v in m.items()}
 
 
-def _proposal_row(p: ProposalRollout) -> dict[str, Any]:
+def _proposal_row(p: ProposalRollout, x: ProposalMeasures | None = None) -> dict[str, Any]:
     c, o = p.candidate, p.outcome
     task = o.task if o else None
     return {
@@ -240,7 +269,16 @@ def _proposal_row(p: ProposalRollout) -> dict[str, Any]:
         "solve_rate": p.solve_rate,
         "n_solves": p.n_solves,
         "reward": p.reward,
+        **_measure_columns(x),
     }
+
+
+def _measure_columns(x: ProposalMeasures | None) -> dict[str, Any]:
+    """The proposer measures' columns of a proposal row (none, so nulls, when the measures failed)."""
+    if x is None:
+        return {}
+    return {"novel": x.novel, "complexity": x.complexity, "halstead_effort": x.halstead_effort,
+            "edit_distance": x.edit_distance, "edit_distance_norm": x.edit_distance_norm}  # fmt: skip
 
 
 def _proposal_rollout_row(p: ProposalRollout) -> dict[str, Any]:
