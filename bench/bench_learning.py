@@ -118,6 +118,8 @@ def iteration_table(run_dir: str) -> list[str]:
         head += [f"{k}:p_fmt", f"{k}:p_val", f"{k}:p_new", f"{k}:s_fmt", f"{k}:s_acc", f"{k}:r_prop", f"{k}:r_solve"]
     head += ["loss", "steps", "trained", "seed", "propose", "exec", "solve", "reward", "update", "upd:recomp",
              "upd:steps", "upd:ckpt"]  # fmt: skip
+    for t in TYPES:  # the proposer measures (azr_core/proposer_measures.py): novel tasks and programs, and so on
+        head += [f"{t[:3]}:{c}" for c in NOVELTY_COLUMNS]
     lines = ["\t".join(head)]
     for it, wall, m in rows:
         m = dict(m)
@@ -131,8 +133,46 @@ def iteration_table(run_dir: str) -> list[str]:
         cells += [f"{m.get(f'seconds/{s}', 0):.0f}" for s in
                   ("seed", "propose", "execute_validate", "solve", "reward", "update")]  # fmt: skip
         cells += [f"{m.get(f'train/seconds_{s}', 0):.0f}" for s in ("recompute", "steps", "checkpoint")]
+        for t in TYPES:
+            programs = "novel_task_programs" if t == "induction" else "novel_programs"
+            cells += [f"{m.get(k, float('nan')):{f}}" for k, f in (
+                (f"novel_tasks/{t}", ".0f"), (f"{programs}/{t}", ".0f"), (f"novel_learnable_share/{t}", ".2f"),
+                (f"complexity/{t}", ".1f"), (f"edit_distance_norm/{t}", ".2f"))]  # fmt: skip
         lines.append("\t".join(cells))
     return lines
+
+
+#: Per type, after the stage seconds: novel tasks, novel programs (induction: distinct programs behind its novel
+#: tasks), the share of novel tasks learnable at birth, the mean cognitive complexity of the novel programs, and the
+#: mean normalised AST edit distance of the valid proposals to their references (nan where there is nothing to average).
+NOVELTY_COLUMNS = ("novel", "nprog", "learn", "cplx", "ted")
+
+
+def novelty_summary(run_dir: str) -> list[str]:
+    """Over the whole run, per type: novel tasks, the distinct programs behind them (canonical: comments aside),
+    how many were learnable at birth, and the mean complexity and edit distance of the valid proposals."""
+    from azr_core.proposer_measures import learnable, program_key
+    from azr_core.store import connect
+
+    con = connect(run_dir)
+    rows = con.execute(
+        "SELECT task_type, program, novel, solve_rate, complexity, edit_distance_norm FROM proposals "
+        "WHERE stage = 'propose' AND valid"
+    ).fetchall()
+    out = []
+    for t in TYPES:
+        mine = [r for r in rows if r[0] == t]
+        novel = [r for r in mine if r[2]]
+        learn = sum(learnable(r[3]) for r in novel)
+        cplx = [r[4] for r in mine if r[4] is not None]
+        ted = [r[5] for r in mine if r[5] is not None]
+        out.append(
+            f"{t}: {len(novel)} novel tasks from {len({program_key(r[1] or '') for r in novel})} distinct programs, "
+            f"{learn} learnable at birth ({learn / len(novel) if novel else 0:.2f}); valid proposals {len(mine)}: "
+            f"mean complexity {statistics.fmean(cplx) if cplx else float('nan'):.2f}, "
+            f"mean edit distance to references {statistics.fmean(ted) if ted else float('nan'):.2f} (normalised)"
+        )
+    return out
 
 
 def summary(run_dir: str) -> list[str]:
@@ -150,6 +190,8 @@ def summary(run_dir: str) -> list[str]:
     stages = ("propose", "exec", "solve", "reward", "update", "upd:recomp", "upd:steps", "upd:ckpt")
     out.append("  median seconds by stage after it: " + ", ".join(
         f"{k} {statistics.median(float(r[k]) for r in later):.0f}" for k in stages))  # fmt: skip
+    out += ["what the proposer invented (novel: canonical program + input value(s) new to the run):"]
+    out += [f"  {line}" for line in novelty_summary(run_dir)]
     dead = [r["it"] for r in rows if r["live"] == "0"]
     resampled = [r["it"] for r in rows if r["att"] != "1"]
     out.append(f"iterations with every group degenerate (no gradient): {len(dead)} {dead}")
