@@ -31,10 +31,22 @@ def test_abduction(executor):
     assert not grade(executor, task_type="abduction", program=ADD, output="10", answer="3, 8").correct
     injection = grade(executor, task_type="abduction", program=IDENTITY, output="[0]", answer="[0]) or (1")
     assert not injection.correct and injection.reason.startswith("answer not an argument list")
+    # An answer is an expression (the reference's rule): it is evaluated in the sandbox only, where print() returns
+    # None to /dev/null; what reaches the trusted process is the call's result, compared as a value.
     side_effect = grade(executor, task_type="abduction", program=IDENTITY, output="None", answer="print('x')")
-    assert not side_effect.correct
+    assert side_effect.correct
+    escape = grade(executor, task_type="abduction", program=IDENTITY, output="0", answer="__import__('os').getpid()")
+    assert not escape.correct and escape.reason.startswith("answer not an argument list: banned name: __import__")
     crash = grade(executor, task_type="abduction", program=ADD, output="1", answer="1, 'a'")
     assert not crash.correct and crash.reason.startswith("error: TypeError")
+
+
+def test_abduction_literal_inputs_never_run_code():
+    from azr_core.executor import Executor, ExecutorConfig
+
+    with Executor(ExecutorConfig(inputs="literal")) as ex:
+        side_effect = grade(ex, task_type="abduction", program=IDENTITY, output="None", answer="print('x')")
+    assert not side_effect.correct and side_effect.reason.startswith("answer not an argument list")
 
 
 def test_induction(executor):

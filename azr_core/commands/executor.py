@@ -33,12 +33,24 @@ def register(app: typer.Typer) -> None:
     app.command("sandbox-setup")(sandbox_setup)
 
 
-def _executor_options(workers: int, timeout: float, unsafe_no_sandbox: bool) -> ExecutorConfig:
-    return ExecutorConfig(workers=workers, timeout_s=timeout, sandbox="none" if unsafe_no_sandbox else "firejail")
+def _executor_options(workers: int, timeout: float, unsafe_no_sandbox: bool, inputs: str) -> ExecutorConfig:
+    if inputs not in ("expression", "literal"):
+        _fail(f"--inputs must be expression or literal, not {inputs!r}")
+    return ExecutorConfig(
+        workers=workers, timeout_s=timeout, sandbox="none" if unsafe_no_sandbox else "firejail", inputs=inputs
+    )
 
 
 WORKERS = typer.Option(0, "--workers", help="Sandbox worker processes (0 = auto: 16 per core, at most 64).")
-TIMEOUT = typer.Option(5.0, "--timeout", help="Wall-clock time limit of one execution, seconds.")
+TIMEOUT = typer.Option(
+    ExecutorConfig.model_fields["timeout_s"].default, "--timeout", help="Wall-clock time limit of one execution, s."
+)
+INPUTS = typer.Option(
+    ExecutorConfig.model_fields["inputs"].default,
+    "--inputs",
+    help="expression: an input may be any expression the static checks accept, evaluated in the sandbox; literal: "
+    "Python literals only, built outside the sandbox.",
+)
 UNSAFE = typer.Option(
     False, "--unsafe-no-sandbox", help="Run programs WITHOUT firejail (static checks and rlimits only). Unsafe."
 )
@@ -49,10 +61,11 @@ def validate(
     workers: int = WORKERS,
     timeout: float = TIMEOUT,
     unsafe_no_sandbox: bool = UNSAFE,
+    inputs: str = INPUTS,
 ) -> None:
     """Validate proposed tasks: print {"id", "valid", "output", "reason"} per line."""
     rows = _read_jsonl(file, required={"id": None, "program": str, "input": str})
-    cfg = _executor_options(workers, timeout, unsafe_no_sandbox)
+    cfg = _executor_options(workers, timeout, unsafe_no_sandbox, inputs)
 
     def run(ex: Executor) -> Iterator[tuple[int, dict[str, Any]]]:
         for i, res in ex.iter_validate((r["program"], r["input"]) for r in rows):
@@ -68,6 +81,7 @@ def grade(
     workers: int = WORKERS,
     timeout: float = TIMEOUT,
     unsafe_no_sandbox: bool = UNSAFE,
+    inputs: str = INPUTS,
 ) -> None:
     """Grade answers (deduction, abduction, induction): print {"id", "correct", "reason"} per line."""
     rows = _read_jsonl(file, required={"id": None, "task_type": str, "answer": str})
@@ -75,7 +89,7 @@ def grade(
         requests = [_grade_request(r, r["_line"]) for r in rows]
     except InputFileError as exc:
         _fail(f"{file}: {exc}")
-    cfg = _executor_options(workers, timeout, unsafe_no_sandbox)
+    cfg = _executor_options(workers, timeout, unsafe_no_sandbox, inputs)
 
     def run(ex: Executor) -> Iterator[tuple[int, dict[str, Any]]]:
         for i, res in ex.iter_grade(requests):

@@ -86,7 +86,7 @@ def banned_summary() -> list[tuple[str, list[str]]]:
     rows.append(("modules", ["any module whose name starts with `_`"]))
     rows.append(("built-in functions and names", sorted(BANNED_NAMES, key=lambda n: (n.startswith("_"), n))))
     rows.append(("attributes", sorted(BANNED_ATTRS, key=str.lower)))
-    rows.append(("attributes", ["double-underscore attributes other than the operator and container methods "
+    rows.append(("dunder attributes", ["double-underscore attributes other than the operator and container methods "
                                 "(`__init__`, `__len__`, `__eq__`, ...), also when named in a string"]))  # fmt: skip
     return rows
 
