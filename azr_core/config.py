@@ -49,6 +49,12 @@ class SelfPlayConfig(_Section):
     """The algorithm: how tasks are proposed, split, estimated and batched (Absolute Zero paper settings)."""
 
     references_k: int = Field(6, ge=0, description="K reference triplets shown to a deduction/abduction proposer.")
+    reference_sampling: Literal["uniform", "distinct_programs"] = Field(
+        "uniform",
+        description="How the K references are drawn from a type's buffer. 'uniform': K tasks uniformly without "
+        "replacement (the reference). 'distinct_programs': K different programs, each drawn uniformly among the "
+        "buffer's programs, so one program buffered with many inputs is not shown K times.",
+    )
     induction_inputs: int = Field(
         10, ge=2, description="N inputs an induction proposer must write; all N must parse and run (as the reference)."
     )
@@ -212,6 +218,14 @@ class RewardsConfig(_Section):
         "iterations 2-4; with -0.1 it made more new deduction and abduction tasks (7 and 24 in 30 iterations "
         "instead of 0 and 3) but fewer valid induction proposals (60 of 180 instead of 172 of 228) and no larger "
         "probe gain, so cpu-tiny keeps None.",
+    )
+
+    known_program: float | None = Field(
+        None,
+        description="Proposer: a valid deduction/abduction proposal whose program is already in the buffers with any "
+        "input (the same program once comments, docstrings and layout are set aside: "
+        "azr_core.proposer_measures.program_key), a copy of a program rather than of a task. None: its learnability "
+        "reward (the paper and the reference). A deviation to measure against copying.",
     )
 
 

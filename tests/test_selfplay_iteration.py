@@ -16,6 +16,7 @@ from azr_core.selfplay.iteration import run_iteration
 from azr_core.selfplay.session import Session
 from azr_core.store import connect
 from azr_core.store.compaction import read_compaction
+from azr_core.task_types import Task, TaskType
 
 pytestmark = pytest.mark.sandbox
 
@@ -252,6 +253,19 @@ def test_a_copy_of_a_buffered_task_gets_the_known_task_reward(tmp_path):
         copies = [p for p in validated.proposals if p.valid and p.task_type == "deduction"]
         # as the paper: its learnability reward (no rollouts for a known task: unlearnable, rewards.unlearnable)
         assert copies and all(p.in_buffers and p.reward == s.cfg.rewards.unlearnable for p in copies)
+
+
+def test_a_copy_of_a_buffered_program_gets_the_known_program_reward(tmp_path):
+    policy = ScriptedPolicy(repeat=True)
+    over = {"buffers.seed_max_rounds": 0, "selfplay.batch_per_group": 6, "rewards.known_program": -0.75}
+    with make_session(tmp_path, policy, **over) as s:
+        run_iteration(s)  # `return x * 3` on 3 joins the buffers
+        s.buffers.add(Task(TaskType.ABDUCTION, "def f(x):\n    # a comment\n    return x * 3", "4", "12", iteration=1))
+        validated = stages.execute_validate(s, stages.propose(s, stages.seed(s, 2)))
+        stages.reward(s, stages.solve(s, validated))
+        copies = [p for p in validated.proposals if p.valid and p.task_type != "induction"]
+        assert copies and all(p.reward == -0.75 for p in copies)  # the same program, whatever its input or comments
+        assert all(p.reward != -0.75 for p in validated.proposals if p.task_type == "induction")
 
 
 class DeadThenAlive(ScriptedPolicy):

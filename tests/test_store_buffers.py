@@ -118,3 +118,19 @@ def test_buffers_reload_from_the_committed_tasks(tmp_path: Path):
     assert len(buffers) == 3 + 3
     assert buffers.tasks("induction")[1] == tasks[2]  # every field survives the round trip
     assert buffers.tasks("deduction")[1] == tasks[0] and buffers.tasks("deduction")[0].iteration == 0
+
+
+def test_references_of_distinct_programs_show_each_program_once():
+    import random
+
+    from azr_core.store.buffers import TaskBuffers
+    from azr_core.task_types import Task, TaskType
+
+    same = [Task(TaskType.DEDUCTION, f"def f(x):\n    # copy {i}\n    return x", f"{i}", f"{i}") for i in range(20)]
+    other = Task(TaskType.DEDUCTION, "def f(x):\n    return x + 1", "1", "2")
+    buffers = TaskBuffers([*same, other])
+    for seed in range(20):
+        refs = buffers.sample_references("deduction", 2, random.Random(seed), distinct_programs=True)
+        assert len(refs) == 2 and other in refs  # the identity counts once, however many inputs it has
+    uniform = [buffers.sample_references("deduction", 2, random.Random(s)) for s in range(20)]
+    assert sum(other in r for r in uniform) < 10  # uniform over tasks: the other program is rarely drawn

@@ -15,6 +15,7 @@ from azr_core.advantages import trr_advantages
 from azr_core.policy.trainer.schedule import run_update
 from azr_core.prompts import proposer_messages, render, response_prefill, solver_messages
 from azr_core.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
+from azr_core.proposer_measures import program_key
 from azr_core.rewards import learnability, learnability_reward, solver_reward
 from azr_core.selfplay.records import (
     ProposalRollout,
@@ -142,8 +143,12 @@ def reward(s: Session, solved: Solved) -> Rewarded:
         invalid_reward=r.invalid_proposal,
         format_error_reward=r.format_error,
     )
+    known_programs = s.buffers.novelty_index()[0] if r.known_program is not None else {}
     for p, value in zip(proposals, values, strict=True):
         p.reward = r.known_task if r.known_task is not None and p.valid and p.in_buffers else value
+        if known_programs and p.valid and p.task_type is not TaskType.INDUCTION and p.outcome and p.outcome.task:
+            if program_key(p.outcome.task.program) in known_programs:
+                p.reward = r.known_program
     # One batch with the earlier attempts' rollouts (whose groups were all degenerate alone), advantages together.
     batch: list[Rollout] = sorted([*(earlier.batch if earlier else []), *proposals, *solved.solves],
                                   key=lambda b: GROUP_ORDER.index(b.group))  # fmt: skip
@@ -193,7 +198,8 @@ def _propose_round(s: Session, types: list[TaskType], stage: str) -> tuple[list[
         if task_type is TaskType.INDUCTION:
             refs = [s.buffers.sample_program(s.rng)]
         else:
-            refs = s.buffers.sample_references(task_type, cfg.references_k, s.rng)
+            distinct = cfg.reference_sampling == "distinct_programs"
+            refs = s.buffers.sample_references(task_type, cfg.references_k, s.rng, distinct_programs=distinct)
         plans.append((task_type, refs))
     prompts = [
         _prompt(

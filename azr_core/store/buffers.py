@@ -110,13 +110,25 @@ class TaskBuffers:
         """The tasks of one type, oldest first (a copy)."""
         return list(self._by_type[TaskType(task_type)])
 
-    def sample_references(self, task_type: TaskType | str, k: int, rng: random.Random) -> list[Task]:
+    def sample_references(
+        self, task_type: TaskType | str, k: int, rng: random.Random, *, distinct_programs: bool = False
+    ) -> list[Task]:
         """K distinct reference tasks from the type's buffer, uniformly (all of them when it holds fewer).
 
-        For induction the proposer needs one program instead: see `sample_program`.
+        `distinct_programs`: K different programs (canonical, `azr_core.proposer_measures.program_key`), each program
+        drawn uniformly among the buffer's programs and then one of its tasks, so a program buffered with many inputs
+        is not shown K times. For induction the proposer needs one program instead: see `sample_program`.
         """
         pool = self._by_type[TaskType(task_type)]
-        return rng.sample(pool, min(k, len(pool)))
+        if not distinct_programs:
+            return rng.sample(pool, min(k, len(pool)))
+        from azr_core.proposer_measures import program_key
+
+        by_program: dict[str, list[Task]] = {}
+        for t in pool:
+            by_program.setdefault(program_key(t.program), []).append(t)
+        groups = rng.sample(list(by_program.values()), min(k, len(by_program)))
+        return [rng.choice(g) for g in groups]
 
     def sample_program(self, rng: random.Random) -> Task:
         """The reference program of an induction proposal: one task from the deduction and abduction buffers."""
