@@ -112,6 +112,27 @@ def test_micro_batch_split_does_not_change_the_update(tiny_dir):
         assert (diff <= 1e-4).float().mean() > 0.98 and diff.max() <= 2.1 * a.cfg.lr, name
 
 
+def test_a_shared_prompt_prefix_run_once_gives_the_same_update(tiny_dir):
+    whole, shared = _trainer(tiny_dir, shared_prefix_min_tokens=0), _trainer(tiny_dir, shared_prefix_min_tokens=4)
+    backend = HFBackend(whole.module, whole.tokenizer, shares_trainer_weights=True)
+    head = "the same instructions open every prompt of this group, then "
+    outs = backend.generate([head + "ab", head + "a longer ending", head + "x"],
+                            SamplingParams(n=2, max_new_tokens=8, seed=5))  # fmt: skip
+    rng = random.Random(5)
+    records = [SequenceRecord(o.prompt_token_ids, c.token_ids, c.logprobs, rng.uniform(-1, 1), "g")
+               for o in outs for c in o.completions]  # fmt: skip
+    batch = shared._collate(records[:4])
+    assert int(batch["shared"]) >= 8 and int(whole._collate(records[:4])["shared"]) == 0
+    for a, b in zip(whole.compute_logprobs(records), shared.compute_logprobs(records), strict=True):
+        torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=0)
+    ma, mb = summarize([whole.train_step(records)]), summarize([shared.train_step(records)])
+    assert ma["loss"] == pytest.approx(mb["loss"], rel=1e-5)
+    assert ma["grad_norm"] == pytest.approx(mb["grad_norm"], rel=1e-5)
+    pa, pb = _params(whole), _params(shared)
+    for name in pa:
+        torch.testing.assert_close(pa[name], pb[name], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("stage", [0, 2])  # 0: the cpu-tiny profile's stage; 2: the default profile's
 def test_checkpoint_resume_gives_the_same_next_step(tiny_dir, tmp_path, stage):
     a = _trainer(tiny_dir, lr_schedule="linear", total_steps=10, warmup_steps=1, zero_stage=stage)

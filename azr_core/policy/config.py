@@ -137,6 +137,14 @@ class TrainerConfig(Section):
         1800.0, gt=0.0, description="Longest a command to the workers may take before the caller gives up."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    shared_prefix_min_tokens: int = Field(
+        64,
+        ge=0,
+        description="A micro-batch whose prompts share at least this many leading tokens runs that prefix once and "
+        "continues every row from its keys and values: the same loss and gradient, the prefix's compute and memory "
+        "paid once (one type's proposer prompts share their instructions). 0: every row runs whole. Off with "
+        "gradient checkpointing.",
+    )
     checkpoint_dir: Path | None = lenient_field(
         None, description="Where checkpoints go; None means run_dir/checkpoints."
     )

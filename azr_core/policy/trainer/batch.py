@@ -7,17 +7,22 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from azr_core.policy.trainer.prefix import shared_prefix_length
+
 if TYPE_CHECKING:
     from azr_core.policy.trainer.engine import SequenceRecord
 
 
-def collate(records: Sequence[SequenceRecord], pad_id: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+def collate(
+    records: Sequence[SequenceRecord], pad_id: int, device: torch.device | str, *, share_prefix: bool = False
+) -> dict[str, torch.Tensor]:
     """Right-padded prompt+completion ids, and the positions whose next token is a completion token.
 
     `keep` (K,) lists those positions (position t predicts token t + 1), the same for every row: any row's completion
     position is kept. `targets`, `mask` and `old_logprobs` are (B, K) over them. The model computes logits only
     there: over a prompt the vocabulary projection and its softmax are pure waste, and with a 49k vocabulary they
-    are a large share of a small model's step.
+    are a large share of a small model's step. `shared` (a 0-d tensor) is the prompt prefix all rows share, with
+    `share_prefix` (else 0): the forward may run it once (azr_core.policy.trainer.prefix).
     """
     for r in records:
         n = len(r.completion_token_ids)
@@ -45,8 +50,9 @@ def collate(records: Sequence[SequenceRecord], pad_id: int, device: torch.device
         keep = torch.zeros(1, dtype=torch.long)
     targets = torch.cat([ids[:, 1:], torch.full((len(seqs), 1), pad_id)], 1)[:, keep]
     adv = torch.tensor([r.advantage for r in records], dtype=torch.float32)
+    shared = shared_prefix_length([r.prompt_token_ids for r in records]) if share_prefix and len(records) > 1 else 0
     batch = dict(input_ids=ids, attention_mask=attn, keep=keep, targets=targets, mask=mask[:, keep],
-                 old_logprobs=old[:, keep], advantages=adv)  # fmt: skip
+                 old_logprobs=old[:, keep], advantages=adv, shared=torch.tensor(shared))  # fmt: skip
     return {k: v.to(device) for k, v in batch.items()}
 
 

@@ -23,6 +23,7 @@ from azr_core.policy.config import ModelConfig, TrainerConfig
 from azr_core.policy.model import load_policy
 from azr_core.policy.trainer.batch import collate, spread
 from azr_core.policy.trainer.loss import combine_loss, entropy_from_logits, policy_loss_terms, token_logprobs
+from azr_core.policy.trainer.prefix import forward_shared, supports_prefix
 
 
 @dataclass
@@ -148,6 +149,7 @@ class PolicyTrainer:
         if self.zero_stage == 0 and not cuda:
             self._record_fp32_clip_norm()
         self.pad_id = self._pad_id()
+        self._share_prefix = cfg.shared_prefix_min_tokens > 0 and supports_prefix(self.module)
 
     def _record_fp32_clip_norm(self) -> None:
         # ZeRO-0 in fp32 (one CPU rank: the cpu-tiny profile) clips through the engine's clip_fp32_gradients, which
@@ -190,9 +192,13 @@ class PolicyTrainer:
     # ---- batches -------------------------------------------------------------------------------------------------
 
     def _collate(self, records: Sequence[SequenceRecord]) -> dict[str, torch.Tensor]:
-        return collate(records, self.pad_id, self.device)
+        return collate(records, self.pad_id, self.device, share_prefix=self._share_prefix)
 
     def _forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        shared = int(batch["shared"])
+        if shared and shared >= self.cfg.shared_prefix_min_tokens:  # the rows' common prompt prefix once, then each row
+            return forward_shared(model, self.module.config, batch["input_ids"], batch["attention_mask"],
+                                  batch["keep"], shared)  # fmt: skip
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["keep"])
         return out.logits  # (B, K, V): the kept positions only
 
