@@ -49,7 +49,8 @@ from azr_core.store.schema import BLOOM_COLUMNS, SCHEMA_VERSION, SORTED_TABLES, 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from azr_core.config import AZRConfig, StoreConfig
+    from azr_core.config import AZRConfig
+    from azr_core.store.config import StoreConfig
 
 
 class IterationWriter:
@@ -128,7 +129,7 @@ class RunStore:
     """The single writer of a run folder. Opening it takes an exclusive lock and removes uncommitted leftovers."""
 
     def __init__(self, run_dir: str | Path, config: StoreConfig | None = None) -> None:
-        from azr_core.config import StoreConfig
+        from azr_core.store.config import StoreConfig
 
         self.run_dir = Path(run_dir)
         self.config = config or StoreConfig()

@@ -1,0 +1,59 @@
+"""The update with a micro-batch's shared prompt prefix run once vs every row run whole: the same step, timed.
+
+    .venv/bin/python bench/bench_update_prefix.py                 # both sides interleaved in one process, 3 runs
+    .venv/bin/python bench/bench_update_prefix.py --only shared   # one side alone: its peak memory (max RSS)
+
+Builds cpu-tiny proposer answers on the real compact prompts (with the banned list, K = 2 references: the prompts of a
+type share their instructions), the way bench_update_pieces.py does, and times one `train_step` per side on two
+trainers loaded alike (`trainer.shared_prefix_min_tokens` 64 vs 0). Prints the median seconds of each side, their
+ratio and the gradient norms (equal up to float noise: the same gradient).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_update_pieces import answers, time_train_steps  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--answers", type=int, default=12, help="answers in the update batch (cpu-tiny: 12 proposals)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", choices=["shared", "whole"], default=None, help="run one side alone (peak memory)")
+    args = ap.parse_args()
+
+    import torch
+
+    from azr_core.config import load_config
+    from azr_core.policy.model import resolve_model_path
+    from azr_core.policy.trainer.engine import PolicyTrainer
+    from azr_core.selfplay.sampling import training_records
+
+    torch.manual_seed(0)
+    cfg = load_config(None, [], profile="cpu-tiny")
+    cfg.model.name_or_path = resolve_model_path(cfg.model)
+    sides = {"shared": 64, "whole": 0}
+    names = [args.only] if args.only else list(sides)
+    trainers = {n: PolicyTrainer(cfg.model, cfg.trainer.model_copy(update={"shared_prefix_min_tokens": sides[n]}))
+                for n in names}  # fmt: skip
+    tok = next(iter(trainers.values())).tokenizer
+    records = [r for pieces, adv in answers(tok, cfg, args.answers) for r in training_records(pieces, adv, "g")]
+    prompt = sum(len(r.prompt_token_ids) for r in records) / len(records)
+    mbs = cfg.trainer.micro_batch_size
+    print(f"{len(records)} sequences, prompts {prompt:.0f} tokens on average, micro-batch {mbs}")
+    med = time_train_steps({n: (t, records) for n, t in trainers.items()}, args.runs)
+    if args.only:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"{args.only}: peak memory (max RSS) {peak:.2f} GiB")
+    else:
+        print(f"ratio shared / whole: {med['shared'] / med['whole']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
