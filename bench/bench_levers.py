@@ -3,11 +3,13 @@
     .venv/bin/python bench/bench_levers.py NAME=RUN_DIR[:LOG] ...   # LOG: the run's bench_learning output
 
 Per run, over its training iterations: validity of deduction / abduction / induction proposals, novel tasks of each
-type (canonical program with new input values: azr_core/proposer_measures.py), the distinct novel deduction and
-abduction programs, the distinct programs behind induction's novel tasks, the share of novel tasks learnable at birth
-(0 < solve rate < 1), the mean cognitive complexity of novel programs and the mean normalised AST edit distance of
-valid deduction/abduction proposals to their references, iterations without a gradient, the median iteration seconds,
-and the probe's reward change with its 95% interval (read from LOG's `change ... ->` line, when given).
+type (canonical program with new input values: azr_core/proposer_measures.py), the distinct programs behind each
+type's novel tasks, the deduction and abduction programs never buffered before (`novel_programs`), the share of
+novel tasks learnable at birth (0 < solve rate < 1), the mean cognitive complexity of novel deduction/abduction
+programs, the mean normalised AST edit distance of valid deduction/abduction proposals to their references,
+iterations without a gradient, the median iteration seconds, and the probe's reward change with its 95% interval
+(read from LOG's `change ... ->` line, when given). A run folder written before the measures existed has its novelty
+replayed from its tables (`replay_novelty`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
         "SELECT task_type, valid, novel, program, solve_rate, complexity, edit_distance_norm FROM proposals "
         "WHERE stage = 'propose'"
     ).fetchall()
+    replayed = None
+    if props and all(p[2] is None for p in props):  # a run written before the measures: replay its novelty
+        props, replayed = replay_novelty(con)
     iters = con.execute("SELECT wall_s, metrics FROM iterations WHERE stage = 'train' ORDER BY iteration").fetchall()
     cells = [name, str(len(iters))]
     for t in TYPES:
@@ -41,6 +46,10 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
         cells.append(str(sum(p[0] == t for p in novel)))
     programs = {t: {program_key(p[3]) for p in novel if p[0] == t} for t in TYPES}
     cells.append(f"{len(programs['deduction'])}/{len(programs['abduction'])}/{len(programs['induction'])}")
+    new_programs = [sum(dict(m).get(f"novel_programs/{t}", 0) for _, m in iters) for t in TYPES[:2]]
+    if replayed:
+        new_programs = [len(replayed[t]) for t in TYPES[:2]]
+    cells.append(f"{new_programs[0]:.0f}/{new_programs[1]:.0f}")
     cells.append(f"{sum(learnable(p[4]) for p in novel)}/{len(novel)}")
     cplx = [p[5] for p in novel if p[5] is not None and p[0] != "induction"]
     ted = [p[6] for p in props if p[1] and p[6] is not None]
@@ -57,11 +66,53 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
     return cells
 
 
+def replay_novelty(con) -> tuple[list[tuple], dict[str, set[str]]]:
+    """The proposals of a run folder written before the proposer measures (schema 2), with `novel` worked out as the
+    commit does now: a valid training proposal whose task (canonical program, input values) neither the zero triplets,
+    nor the tasks of earlier iterations, nor this iteration's seeding, nor an earlier proposal of its batch holds."""
+    from azr_core.proposer_measures import cognitive_complexity, program_key, task_keys
+    from azr_core.store.buffers import row_to_task
+    from azr_core.task_types import seed_tasks
+
+    cols = [c[0] for c in con.execute("SELECT * FROM tasks LIMIT 0").description]
+    tasks = {}
+    for r in con.execute("SELECT * FROM tasks").fetchall():
+        row = dict(zip(cols, r, strict=True))
+        tasks[row["task_id"]] = (row["iteration"], row_to_task(row))
+    seeded = {tid for (tid,) in con.execute("SELECT task_id FROM proposals WHERE stage = 'seed' AND valid").fetchall()}
+    zero = {task_keys(t)[1] for t in seed_tasks()}
+    zero_programs = {program_key(t.program) for t in seed_tasks()}
+    out, seen_iteration, batch, programs = [], None, set(), set()
+    new_programs: dict[str, set[str]] = {t: set() for t in TYPES}
+    rows = con.execute(
+        "SELECT iteration, task_type, valid, task_id, program, solve_rate, edit_distance_norm FROM proposals "
+        "WHERE stage = 'propose' ORDER BY iteration"
+    ).fetchall()
+    for it, task_type, valid, task_id, program, rate, ted in rows:
+        if it != seen_iteration:
+            seen_iteration, batch = it, set()
+            before = [t for tid, (i, t) in tasks.items() if i < it or (i == it and tid in seeded)]
+            known = zero | {task_keys(t)[1] for t in before}
+            programs = zero_programs | {program_key(t.program) for t in before}
+        novel = None
+        if valid and task_id in tasks:
+            key = task_keys(tasks[task_id][1])[1]
+            novel = key not in known and key not in batch
+            batch.add(key)
+            pk = program_key(program)
+            if task_type != "induction" and pk not in programs:
+                new_programs[task_type].add(pk)
+            programs.add(pk)
+        out.append((task_type, valid, novel, program, rate, cognitive_complexity(program) if novel else None, ted))
+    return out, new_programs
+
+
 def main() -> None:
     if len(sys.argv) < 2 or any("=" not in a for a in sys.argv[1:]):
         raise SystemExit(__doc__)
     head = ["run", "its", "valid ded", "valid abd", "valid ind", "novel ded", "novel abd", "novel ind",
-            "novel programs d/a/i", "learnable at birth", "complexity", "edit dist", "no-grad its", "median s",
+            "programs of novel tasks d/a/i", "new programs d/a", "learnable at birth", "complexity", "edit dist",
+            "no-grad its", "median s",
             "probe reward change"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
