@@ -55,6 +55,42 @@ def _drop_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+class _Normalise(ast.NodeTransformer):
+    """What does not change what a program computes: type annotations are dropped, and the names a function binds
+    (its parameters and local variables) become `v0, v1, ...` in order of first appearance, per function, so
+    `def f(x: int) -> int: return x` and `def f(y): return y` are one program. Attribute names, globals, builtins,
+    module-level names and the function names themselves are kept."""
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> ast.AST:
+        args = node.args
+        params = [*args.posonlyargs, *args.args, *args.kwonlyargs, *filter(None, [args.vararg, args.kwarg])]
+        local = [a.arg for a in params]
+        body = node.body if isinstance(node.body, list) else [node.body]
+        for stmt in body:
+            for n in ast.walk(stmt):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id not in local:
+                    local.append(n.id)
+        names = {name: f"v{i}" for i, name in enumerate(local)}
+        for a in params:
+            a.arg, a.annotation = names[a.arg], None
+        if not isinstance(node, ast.Lambda):
+            node.returns = None
+        self.generic_visit(node)
+        for stmt in body:  # inner functions renamed their own names already; these are this function's
+            for n in ast.walk(stmt):
+                if isinstance(n, ast.Name) and n.id in names:
+                    n.id = names[n.id]
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        self.generic_visit(node)
+        if node.value is None:
+            return ast.Pass()
+        return ast.Assign(targets=[node.target], value=node.value, lineno=node.lineno)
+
+
 def _parse(program: str) -> ast.Module | None:
     try:
         return ast.parse(program)
@@ -65,8 +101,9 @@ def _parse(program: str) -> ast.Module | None:
 def canonical_program(program: str) -> str:
     """The program as a comparison sees it: `ast.dump` of its parse tree without docstrings.
 
-    Comments, blank lines, indentation width, quote style and docstrings vanish; identifiers (names of the function,
-    its arguments and variables) are kept, so a renamed variable is another program. A text that does not parse
+    Comments, blank lines, indentation width, quote style, docstrings and type annotations vanish, and each
+    function's parameters and local variables are renamed in order of appearance (`_Normalise`), so a renamed
+    variable is the same program; function names, attributes and globals are kept. A text that does not parse
     falls back to itself, stripped. The dump follows the running Python's `ast`, so it is compared within one
     process and never stored.
 
@@ -77,7 +114,7 @@ def canonical_program(program: str) -> str:
     if tree is None:
         return "text:" + program.strip()
     try:
-        return ast.dump(_drop_docstrings(tree))
+        return ast.dump(_Normalise().visit(_drop_docstrings(tree)))
     except RecursionError:  # a pathologically deep tree
         return "text:" + program.strip()
 

@@ -8,8 +8,8 @@ type's novel tasks, the deduction and abduction programs never buffered before (
 novel tasks learnable at birth (0 < solve rate < 1), the mean cognitive complexity of novel deduction/abduction
 programs, the mean normalised AST edit distance of valid deduction/abduction proposals to their references,
 iterations without a gradient, the median iteration seconds, and the probe's reward change with its 95% interval
-(read from LOG's `change ... ->` line, when given). A run folder written before the measures existed has its novelty
-replayed from its tables (`replay_novelty`).
+(read from LOG's `change ... ->` line, when given). Novelty is replayed from each run's tables with today's canonical
+program (`replay_novelty`), so runs written before the measures, or by another version of them, compare alike.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
         "SELECT task_type, valid, novel, program, solve_rate, complexity, edit_distance_norm FROM proposals "
         "WHERE stage = 'propose'"
     ).fetchall()
-    replayed = None
-    if props and all(p[2] is None for p in props):  # a run written before the measures: replay its novelty
-        props, replayed = replay_novelty(con)
+    # Novelty replayed from the tables for every run, so that runs written by other versions of the measures (or
+    # before them) are judged by today's canonical program.
+    props, replayed = replay_novelty(con)
     iters = con.execute("SELECT wall_s, metrics FROM iterations WHERE stage = 'train' ORDER BY iteration").fetchall()
     cells = [name, str(len(iters))]
     for t in TYPES:
@@ -46,9 +46,7 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
         cells.append(str(sum(p[0] == t for p in novel)))
     programs = {t: {program_key(p[3]) for p in novel if p[0] == t} for t in TYPES}
     cells.append(f"{len(programs['deduction'])}/{len(programs['abduction'])}/{len(programs['induction'])}")
-    new_programs = [sum(dict(m).get(f"novel_programs/{t}", 0) for _, m in iters) for t in TYPES[:2]]
-    if replayed:
-        new_programs = [len(replayed[t]) for t in TYPES[:2]]
+    new_programs = [len(replayed[t]) for t in TYPES[:2]]
     cells.append(f"{new_programs[0]:.0f}/{new_programs[1]:.0f}")
     cells.append(f"{sum(learnable(p[4]) for p in novel)}/{len(novel)}")
     cplx = [p[5] for p in novel if p[5] is not None and p[0] != "induction"]
@@ -67,9 +65,9 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
 
 
 def replay_novelty(con) -> tuple[list[tuple], dict[str, set[str]]]:
-    """The proposals of a run folder written before the proposer measures (schema 2), with `novel` worked out as the
-    commit does now: a valid training proposal whose task (canonical program, input values) neither the zero triplets,
-    nor the tasks of earlier iterations, nor this iteration's seeding, nor an earlier proposal of its batch holds."""
+    """The proposals of a run folder with `novel` worked out as the commit does now: a valid training proposal whose
+    task (canonical program, input values) neither the zero triplets, nor the tasks of earlier iterations, nor this
+    iteration's seeding, nor an earlier proposal of its batch holds; and the programs never buffered before."""
     from azr_core.proposer_measures import cognitive_complexity, program_key, task_keys
     from azr_core.store.buffers import row_to_task
     from azr_core.task_types import seed_tasks

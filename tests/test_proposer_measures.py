@@ -42,7 +42,12 @@ def test_programs_differing_only_in_comments_and_docstrings_share_a_key():
     noisy = '# the identity\ndef f(x):\n    """Return x."""\n    # nothing to do\n    return x  # as it came\n'
     assert program_key(noisy) == program_key(IDENTITY) == program_key("def f(x): return (x)")
     assert canonical_program(noisy) == canonical_program(IDENTITY)
-    assert program_key("def f(y):\n    return y") != program_key(IDENTITY)  # identifiers are kept
+    # annotations and the names a function binds do not change what it computes: one program
+    assert program_key("def f(y: int) -> int:\n    return y") == program_key(IDENTITY)
+    assert program_key("def f(x):\n    return x.upper()") != program_key(IDENTITY)
+    assert program_key("def f(a):\n    return a + n") != program_key("def f(a):\n    return a + m")  # globals kept
+    nested = "def f(a, b):\n    def g(a):\n        return a + b\n    return g(a)"
+    assert program_key(nested) == program_key("def f(p, q):\n    def g(z):\n        return z + q\n    return g(p)")
     assert program_key("def f(x):\n    return x + 1") != program_key(IDENTITY)
     assert canonical_program("def f(x:\n  ") == "text:def f(x:"  # no parse: the stripped text
     # a docstring that is the whole body leaves an empty body behind, still one program
