@@ -178,6 +178,10 @@ def induction_proposer(
             "The inputs cover empty and non-empty dicts so that the outputs tell the rule apart.",
         )  # fmt: skip
     if compact:
+        known = ""
+        if worked_example and reference.input is not None:  # the program's own known pair, as a worked example
+            pair = f"{fence('input', reference.input)}\ngives {fence('output', reference.output or '')}"
+            known = f"For example, the input {pair}\n\n"
         return (
             f"## Task: Write {n_inputs} inputs for the program below, giving varied outputs, and a message about it\n"
             "A test subject sees some of your inputs with their outputs, and your message, and must work out the "
@@ -186,8 +190,8 @@ def induction_proposer(
             "input block: the arguments of a call, commas between them, strings in quotes\n\n"
             "### Message requirements:\n- a hint at what the program does, in a fenced message block, without the "
             "program itself\n\n"
-            f"### Format:\n{fence('input', _FORMAT_INPUT)}\n{fence('message', '...')}\n\n{worked}"
-            f"### Program:\n{program}\n"
+            f"### Format:\n{fence('input', _FORMAT_INPUT)}\n{fence('message', '...')}\n\n"
+            f"### Program:\n{program}\n\n{known}"
         )
     return (
         f"## Task: Write {n_inputs} inputs that make the program below produce varied outputs, and a message about "
