@@ -190,3 +190,12 @@ def test_kl_and_entropy_terms_when_switched_on(tiny_dir):
     assert first["entropy"] > 0.0
     second = summarize([trainer.train_step(records)])
     assert second["kl"] > 0.0  # the policy moved away from its reference
+
+
+def test_micro_batches_never_mix_groups():
+    from azr_core.policy.trainer.engine import split_micro_batches
+
+    recs = [SequenceRecord([1], [2], [0.0], 0.0, g) for g in ["a"] * 5 + ["b"] * 2 + ["a"]]
+    chunks = split_micro_batches(recs, 4)
+    assert [[r.group for r in c] for c in chunks] == [["a"] * 4, ["a"], ["b"] * 2, ["a"]]
+    assert sum(len(c) for c in chunks) == len(recs)

@@ -25,7 +25,7 @@ from typing import Any
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.build_locks import clear_stale_build_locks
-from azr_core.policy.trainer.engine import SequenceRecord, _free_port, summarize
+from azr_core.policy.trainer.engine import SequenceRecord, _free_port, split_micro_batches, summarize
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
 
 _RANK_VARS = {
@@ -371,7 +371,7 @@ class PolicyWorkers:
         shards = shard_records(records, self.world_size)
         mbs = self.trainer_cfg.micro_batch_size
         total = total_tokens if total_tokens is not None else sum(r.n_sampled for r in records)
-        n_micro = max(-(-len(s) // mbs) for s in shards) or 1
+        n_micro = max(len(split_micro_batches(s, mbs)) for s in shards) or 1  # as each rank splits its shard
         payload = [
             {"records": [r.to_dict() for r in s], "total_tokens": total, "num_micro_batches": n_micro} for s in shards
         ]

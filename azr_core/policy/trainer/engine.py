@@ -8,6 +8,7 @@ data-parallel gradient averaging: the update is the same token-mean whatever the
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -203,9 +204,10 @@ class PolicyTrainer:
         return out.logits  # (B, K, V): the kept positions only
 
     def micro_batches(self, records: Sequence[SequenceRecord], count: int | None = None) -> list[list[SequenceRecord]]:
-        """Split into micro-batches; `count` pads with empty ones so every rank runs the same number of backwards."""
-        mbs = self.cfg.micro_batch_size
-        chunks = [list(records[i : i + mbs]) for i in range(0, len(records), mbs)]
+        """Split into micro-batches, each within one run of consecutive records of one group (a group's prompts share
+        their opening, which the forward then runs once); `count` pads with empty ones so every rank runs the same
+        number of backwards. The loss is a token mean over the whole batch, so the split does not change the update."""
+        chunks = split_micro_batches(records, self.cfg.micro_batch_size)
         while count is not None and len(chunks) < count:
             chunks.append([])
         return chunks
@@ -315,6 +317,15 @@ class PolicyTrainer:
         from azr_core.policy.trainer.checkpoint import load_checkpoint
 
         load_checkpoint(self, Path(path))
+
+
+def split_micro_batches(records: Sequence[SequenceRecord], size: int) -> list[list[SequenceRecord]]:
+    """Micro-batches of at most `size` records, each within one run of consecutive records of one group."""
+    chunks: list[list[SequenceRecord]] = []
+    for _, run in itertools.groupby(records, key=lambda r: r.group):
+        same = list(run)
+        chunks += [same[i : i + size] for i in range(0, len(same), size)]
+    return chunks
 
 
 def _accumulate(sums: dict[str, float], chunk: list[SequenceRecord], terms, loss: float) -> None:
