@@ -221,7 +221,7 @@ def test_a_folder_written_before_the_columns_reads_resumes_and_compacts(tmp_path
         rows = con.execute(f"SELECT proposal_id, {', '.join(NEW)} FROM proposals ORDER BY 1").fetchall()
     assert rows == [("p1", *[None] * 5), ("p2", *[None] * 5)]
     with RunStore(run, StoreConfig(fsync=False, compact_every=0)) as store:  # a resume: a writer opens it
-        assert json.loads((run / "SCHEMA").read_text()) == {"schema_version": 3}
+        assert json.loads((run / "SCHEMA").read_text()) == {"schema_version": 3, "upgraded_from": 2}
         with store.begin(3) as w:
             w.write("proposals", [{"proposal_id": "p3", "task_type": "deduction", "stage": "propose", "valid": True,
                                    "novel": True, "complexity": 2.0, "edit_distance": 5.0}])  # fmt: skip

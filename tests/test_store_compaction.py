@@ -206,7 +206,8 @@ def test_version_1_folder_reads_and_becomes_current_when_a_writer_opens_it(histo
     assert _results(run) == expected
     with RunStore(run, _cfg()) as store:
         store.compact(upto=4)
-    assert json.loads((run / "SCHEMA").read_text()) == {"schema_version": SCHEMA_VERSION}
+    # the current version, and where it came from: its older files are read by column name
+    assert json.loads((run / "SCHEMA").read_text()) == {"schema_version": SCHEMA_VERSION, "upgraded_from": 1}
     assert _results(run) == expected
     seg = next((run / SEGMENTS_DIR / "rollouts").glob("*.parquet"))
     meta = pq.read_schema(seg).metadata

@@ -56,12 +56,14 @@ def sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def read_partitions_sql(files: list[Path]) -> str:
-    """`read_parquet` over per-iteration files, with `iteration` (INTEGER) taken from their folder names; files are
-    united by column name, so files written before a column was added (schema.py's versions) read with it null."""
+def read_partitions_sql(files: list[Path], *, by_name: bool = True) -> str:
+    """`read_parquet` over per-iteration files, with `iteration` (INTEGER) taken from their folder names. `by_name`:
+    files are united by column name, so files written before a column was added (schema.py's versions) read with it
+    null; that reads every file's footer when the query binds, so a reader passes it only for a folder that holds
+    files of an older schema (`mixed_schema`): elsewhere a damaged file fails only the queries that read it."""
     listed = ", ".join(sql_str(str(f)) for f in files)
     hive = f"hive_partitioning = true, hive_types = {{'{PARTITION_COLUMN}': INTEGER}}"
-    return f"read_parquet([{listed}], {hive}, union_by_name = true)"
+    return f"read_parquet([{listed}], {hive}{', union_by_name = true' if by_name else ''})"
 
 
 def read_commit(run_dir: str | Path) -> CommitState | None:
@@ -72,6 +74,16 @@ def read_commit(run_dir: str | Path) -> CommitState | None:
     except FileNotFoundError:
         return None
     return CommitState(**{k: data[k] for k in CommitState.__dataclass_fields__ if k in data})
+
+
+def mixed_schema(run_dir: str | Path) -> bool:
+    """Whether the folder may hold files of an older schema version than this code writes: it was written with one,
+    or a writer upgraded it (`upgraded_from` in SCHEMA_NAME)."""
+    try:
+        data = json.loads((Path(run_dir) / SCHEMA_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return int(data.get("schema_version", 0)) < SCHEMA_VERSION or data.get("upgraded_from") is not None
 
 
 def check_schema(run_dir: str | Path) -> int:

@@ -149,8 +149,10 @@ class RunStore:
         _write_holder(self._lock_fd)
         try:
             if (self.run_dir / SCHEMA_NAME).exists():
-                if check_schema(self.run_dir) < SCHEMA_VERSION:  # it gets this version's columns: see schema.py
-                    atomic_write_text(self.run_dir / SCHEMA_NAME, json.dumps({"schema_version": SCHEMA_VERSION}))
+                older = check_schema(self.run_dir)
+                if older < SCHEMA_VERSION:  # it gets this version's columns (schema.py); readers unite by name
+                    marker = {"schema_version": SCHEMA_VERSION, "upgraded_from": older}
+                    atomic_write_text(self.run_dir / SCHEMA_NAME, json.dumps(marker))
             else:
                 atomic_write_text(self.run_dir / SCHEMA_NAME, json.dumps({"schema_version": SCHEMA_VERSION}))
             self.committed: CommitState | None = read_commit(self.run_dir)

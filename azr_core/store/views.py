@@ -17,6 +17,7 @@ from azr_core.store.compaction import Compaction, read_compaction
 from azr_core.store.layout import (
     TABLES_DIR,
     check_schema,
+    mixed_schema,
     partition_iteration,
     read_commit,
     read_partitions_sql,
@@ -25,7 +26,7 @@ from azr_core.store.layout import (
 from azr_core.store.schema import PARTITION_COLUMN, SIDE_TABLES, TABLES
 
 
-def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction) -> str:
+def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction, by_name: bool = True) -> str:
     # The first part is a typed empty row set with every column of the schema: united by name with the files, it
     # gives the view all of today's columns in schema order, and a column that older files lack (written before it
     # existed, see schema.py's versions) reads as null instead of missing from the view or failing the query.
@@ -35,7 +36,8 @@ def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction)
     if committed >= 0 and segments:
         files = ", ".join(sql_str(f) for f in segments)
         parts.append(
-            f"SELECT * FROM read_parquet([{files}], union_by_name = true) WHERE {PARTITION_COLUMN} <= {committed}"
+            f"SELECT * FROM read_parquet([{files}]{', union_by_name = true' if by_name else ''}) "
+            f"WHERE {PARTITION_COLUMN} <= {committed}"
         )
     folder = run_dir / TABLES_DIR / table
     # The live files are listed now, not globbed at query time: folders merged into segments (awaiting deletion)
@@ -46,7 +48,7 @@ def _view_sql(run_dir: Path, table: str, committed: int, compaction: Compaction)
         if it is not None and compaction.upto < it <= committed:
             live.append(f)
     if live:
-        parts.append(f"SELECT * FROM {read_partitions_sql(live)}")
+        parts.append(f"SELECT * FROM {read_partitions_sql(live, by_name=by_name)}")
     # (No file yet: the empty part alone, so queries bind and return no rows instead of failing on an empty glob.)
     return f"CREATE OR REPLACE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts)
 
@@ -75,8 +77,9 @@ def connect(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -
     # Committed files never change, so their footers can be cached: a query that scans a table twice (a lineage
     # query reads `tasks` for the task and again for its references) opens each of its files once.
     con.execute("SET parquet_metadata_cache = true")
+    by_name = mixed_schema(run_dir)  # only a folder with files of an older schema pays for uniting by name
     for table in TABLES:
-        con.execute(_view_sql(run_dir, table, committed, compaction))
+        con.execute(_view_sql(run_dir, table, committed, compaction, by_name))
     for table in SIDE_TABLES:
         con.execute(_side_view_sql(run_dir, table))
     return con
