@@ -43,7 +43,9 @@ def main() -> None:
     trainers = {n: PolicyTrainer(cfg.model, cfg.trainer.model_copy(update={"shared_prefix_min_tokens": sides[n]}))
                 for n in names}  # fmt: skip
     tok = next(iter(trainers.values())).tokenizer
-    records = [r for pieces, adv in answers(tok, cfg, args.answers) for r in training_records(pieces, adv, "g")]
+    # answers alternate deduction and abduction prompts: grouped by type, as the update batch is (GROUP_ORDER)
+    made = answers(tok, cfg, args.answers)
+    records = [r for k in (0, 1) for pieces, adv in made[k::2] for r in training_records(pieces, adv, f"g{k}")]
     prompt = sum(len(r.prompt_token_ids) for r in records) / len(records)
     mbs = cfg.trainer.micro_batch_size
     print(f"{len(records)} sequences, prompts {prompt:.0f} tokens on average, micro-batch {mbs}")
