@@ -62,6 +62,7 @@ class TaskBuffers:
         self._unkeyed: list[Task] = []  # added since the last `novelty_index`
         self._program_first: dict[str, int] = {}
         self._task_first: dict[str, int] = {}
+        self._program_keys: dict[str, str] = {}  # task id -> canonical program key, computed once per task
         for task in tasks:
             self.add(task)
 
@@ -96,6 +97,15 @@ class TaskBuffers:
         self._unkeyed.clear()
         return self._program_first, self._task_first
 
+    def program_key(self, task: Task) -> str:
+        """The task's canonical program key (`azr_core.proposer_measures.program_key`), computed once per task."""
+        key = self._program_keys.get(task.task_id)
+        if key is None:
+            from azr_core.proposer_measures import program_key
+
+            key = self._program_keys[task.task_id] = program_key(task.program)
+        return key
+
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._ids
 
@@ -122,11 +132,9 @@ class TaskBuffers:
         pool = self._by_type[TaskType(task_type)]
         if not distinct_programs:
             return rng.sample(pool, min(k, len(pool)))
-        from azr_core.proposer_measures import program_key
-
         by_program: dict[str, list[Task]] = {}
-        for t in pool:
-            by_program.setdefault(program_key(t.program), []).append(t)
+        for t in pool:  # keys are cached per task: a prompt does not parse the whole buffer again
+            by_program.setdefault(self.program_key(t), []).append(t)
         groups = rng.sample(list(by_program.values()), min(k, len(by_program)))
         return [rng.choice(g) for g in groups]
 
