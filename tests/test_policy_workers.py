@@ -14,7 +14,8 @@ from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import SamplingParams, Script
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.policy.trainer.client import PolicyWorkers, WorkerError, shard_records
-from azr_core.policy.trainer.engine import SequenceRecord
+from azr_core.policy.trainer.engine import SequenceRecord, _free_port
+from azr_core.policy.trainer.shm import SHM_DIR, SHM_PREFIX
 
 pytestmark = pytest.mark.slow
 
@@ -82,9 +83,13 @@ def test_zero2_two_ranks_match_one_rank_and_failures_are_reported(tiny_dir, tmp_
             one.ping()
     assert m1["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
 
-    with _group(tiny_dir, tmp_path, 2) as two:
+    port = _free_port()
+    with _group(tiny_dir, tmp_path, 2, master_port=port) as two:
         info = two.ping()
         assert [i["rank"] for i in info] == [0, 1] and {i["world_size"] for i in info} == {2}
+        # DeepSpeed's CPU all-reduce workspaces (RAM in /dev/shm) are unlinked once both ranks mapped them: nothing
+        # of this group is left there even if it is killed below (it used to leak 66 MiB per rank per group).
+        assert not list(SHM_DIR.glob(f"{SHM_PREFIX}_{os.getuid()}_*_{port}_*"))
         m2 = two.train_step(records)
         lp2 = two.compute_logprobs(records)
         w2 = load_file(two.save_checkpoint(tmp_path / "two") / "hf" / "model.safetensors")

@@ -25,6 +25,7 @@ from azr_core.policy.model import load_policy
 from azr_core.policy.trainer.batch import collate, spread
 from azr_core.policy.trainer.loss import combine_loss, entropy_from_logits, policy_loss_terms, token_logprobs
 from azr_core.policy.trainer.prefix import forward_shared, supports_prefix
+from azr_core.policy.trainer.shm import release_workspace
 
 
 @dataclass
@@ -125,6 +126,7 @@ class PolicyTrainer:
         if cuda:
             torch.cuda.set_device(self.device)
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
+        release_workspace()  # else its /dev/shm file (RAM) outlives the process
         torch.manual_seed(cfg.seed + int(os.environ.get("RANK", "0")))  # ranks must not sample alike
         if model is None:
             model, tokenizer = load_policy(model_cfg, device=self.device, progress=progress)
