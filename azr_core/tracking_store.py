@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
+#: The registered model's name unless `tracking.registered_model` says otherwise.
+DEFAULT_REGISTERED_MODEL = "azr-policy"
+
+
 class TrackingConfig(Section):
     """MLflow tracking: where runs, metrics and model versions go."""
 
@@ -29,7 +33,9 @@ class TrackingConfig(Section):
         "sqlite:///<state dir>/mlflow.db, the store `azr up` serves.",
     )
     experiment: str = Field("azr", min_length=1, description="MLflow experiment that holds the run.")
-    registered_model: str = Field("azr-policy", min_length=1, description="Registered model checkpoints become.")
+    registered_model: str = Field(
+        DEFAULT_REGISTERED_MODEL, min_length=1, description="Registered model checkpoints become."
+    )
     register_every: int = Field(
         10, ge=0, description="Register the checkpoint as a model version every K iterations (0 = never)."
     )

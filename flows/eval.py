@@ -41,7 +41,8 @@ def evaluate(
         # Judged on what was just evaluated unless `promotion` says otherwise: no second round of generation.
         judged_on = {"suite": suite, "limit": limit, **(promotion or {})}
         result["promotion"] = t.promote_version(summary["version"], judged_on, config,
-                                                flow_run_id=runtime.flow_run.id, tracking_uri=tracking_uri)  # fmt: skip
+                                                flow_run_id=runtime.flow_run.id, tracking_uri=tracking_uri,
+                                                name=summary["registered_model"])  # fmt: skip
     return result
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from azr_core.eval.config import EvalConfig, PromotionConfig
+from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
 
 
 @task(name="evaluate-model", task_run_name="evaluate {model}")
@@ -30,8 +31,10 @@ def evaluate_model(
 
 @task(name="promote-version", task_run_name="promote version {version}")
 def promote_version(version: int | None, config: dict[str, Any], eval_config: dict[str, Any],
-                    flow_run_id: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """The promotion gate; versions lacking a complete evaluation on the promotion suite are evaluated first."""
+                    flow_run_id: str | None = None, tracking_uri: str | None = None,
+                    name: str = DEFAULT_REGISTERED_MODEL) -> dict[str, Any]:  # fmt: skip
+    """The promotion gate on registered model `name`; versions lacking a complete evaluation on the promotion suite
+    are evaluated first."""
     from azr_core.eval.promotion import promote
     from azr_core.eval.run import evaluate
 
@@ -41,9 +44,9 @@ def promote_version(version: int | None, config: dict[str, Any], eval_config: di
 
     def evaluate_missing(v: int, benches: list[str]) -> None:
         cfg = base.model_copy(update={"suite": ",".join(benches), "limit": pcfg.limit})
-        evaluate(f"models:/azr-policy/{v}", cfg, progress=log.info, tracking_uri=tracking_uri)
+        evaluate(f"models:/{name}/{v}", cfg, progress=log.info, tracking_uri=tracking_uri)
 
-    decision = promote(version, pcfg, flow_run_id=flow_run_id, evaluate_missing=evaluate_missing,
+    decision = promote(version, pcfg, name=name, flow_run_id=flow_run_id, evaluate_missing=evaluate_missing,
                        tracking_uri=tracking_uri)  # fmt: skip
     log.info("promotion %s", json.dumps(decision.to_dict()))
     return decision.to_dict()

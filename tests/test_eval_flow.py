@@ -51,3 +51,27 @@ def test_the_flow_runs_without_a_server(tmp_path, monkeypatch):
     )
     assert connect(tmp_path / "run").execute("SELECT count(*) FROM evals").fetchone()[0] == 2
     json.dumps(out)  # the flow's result is plain data
+
+
+def test_a_renamed_model_is_evaluated_and_judged_under_its_own_name(tmp_path, monkeypatch):
+    """The trigger's payload names `models:/<tracking.registered_model>/N`: the gate judges that model's version N
+    (it used to judge `azr-policy` version N whatever the run's name), and the report reads the run's name."""
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    from azr_core.config import AZRConfig, save_resolved_config
+    from azr_core.report.registry import read_registry, registered_name
+    from azr_core.tracking import Tracker, TrackingConfig, mlflow_client
+    from flows.eval import evaluate
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    model = make_tiny_model_dir(tmp_path / "tiny", hidden=16, layers=1)
+    run_dir = tmp_path / "run"
+    tracking = TrackingConfig(tracking_uri=uri, registered_model="my-policy")
+    version = int(Tracker(run_dir, tracking).register_checkpoint(model, iteration=1).version)
+    out = evaluate(model=f"models:/my-policy/{version}", suite="cruxeval-o", limit=2, run_dir=str(run_dir),
+                   max_new_tokens=4, eval_overrides={"backend": "hf"}, promote=True, tracking_uri=uri)  # fmt: skip
+    assert out["evaluation"]["registered_model"] == "my-policy"
+    assert out["promotion"]["outcome"] == "first-champion", out["promotion"]
+    assert int(mlflow_client(uri).get_model_version_by_alias("my-policy", "champion").version) == version
+    save_resolved_config(AZRConfig.model_validate({"tracking": tracking.model_dump()}), run_dir)
+    assert registered_name(run_dir) == "my-policy" and registered_name(tmp_path / "nowhere") == "azr-policy"
+    assert read_registry(run_dir, uri).champion == version

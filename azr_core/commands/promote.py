@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
+
 SUITE_HELP = "Promotion suite (default: cruxeval-o,cruxeval-i,humaneval+,mbpp+)."
 EVALUATE_HELP = "Evaluate versions that lack a complete evaluation on the suite first (loads the models)."
 
@@ -30,7 +32,7 @@ def promote_cmd(
     margin: Annotated[float, typer.Option(help="Accuracy gap the candidate must exceed.")] = 0.0,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help=EVALUATE_HELP)] = False,
     max_new_tokens: Annotated[int, typer.Option(help="With --evaluate: tokens per answer.")] = 1024,
-    name: Annotated[str, typer.Option(help="Registered model name.")] = "azr-policy",
+    name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_REGISTERED_MODEL,
 ) -> None:  # fmt: skip
     """Give a version the challenger alias, evaluate it against the champion, promote it if it wins."""
     from mlflow.exceptions import MlflowException

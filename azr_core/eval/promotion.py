@@ -23,10 +23,11 @@ from typing import Any
 from azr_core.eval import benchmarks
 from azr_core.eval.config import PromotionConfig
 from azr_core.eval.run import items_artifact
+from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "azr.champion.history"
-DEFAULT_MODEL_NAME = "azr-policy"
+DEFAULT_MODEL_NAME = DEFAULT_REGISTERED_MODEL
 
 
 class PromotionError(RuntimeError):

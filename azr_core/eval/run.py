@@ -64,6 +64,7 @@ class EvalResult:
     iteration: int | None
     limit: int | None
     benches: dict[str, BenchResult] = field(default_factory=dict)
+    registered_model: str | None = None  # the registry name of a models:/ URI; None for a folder or an HF id
 
     def score(self, bench: str) -> float:
         return self.benches[bench].scores["pass@1"]
@@ -73,6 +74,7 @@ class EvalResult:
             "eval_id": self.eval_id,
             "model": self.model,
             "version": self.version,
+            "registered_model": self.registered_model,
             "iteration": self.iteration,
             "scores": {b: r.scores for b, r in self.benches.items()},
             "n": {b: r.n for b, r in self.benches.items()},
@@ -139,7 +141,8 @@ def evaluate(
             from azr_core.policy.model import load_tokenizer
 
             tokenizer = load_tokenizer(ModelConfig(name_or_path=ref.path), path=ref.path)
-        result = EvalResult(uuid.uuid4().hex[:12], model, ref.version, ref.iteration, cfg.limit)
+        result = EvalResult(uuid.uuid4().hex[:12], model, ref.version, ref.iteration, cfg.limit,
+                            registered_model=ref.registered_model)  # fmt: skip
         for bench in names:
             items = benchmarks.load(bench, cfg.data_dir, limit=cfg.limit)
             result.benches[bench] = _evaluate_bench(bench, items, cfg, backend, tokenizer, graders, result, run_dir)

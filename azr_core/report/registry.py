@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from azr_core.tracking_store import read_client, resolve_tracking_uri
-
-MODEL = "azr-policy"
+from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL, read_client, resolve_tracking_uri
 
 
 @dataclass
@@ -23,10 +21,25 @@ class Registry:
     note: str | None = None
 
 
-def read_registry(run_dir: str | Path, tracking_uri: str | None = None, name: str = MODEL) -> Registry:
-    """The champion and the promotion decisions of the run's versions; never raises for an unreachable store."""
+def registered_name(run_dir: str | Path) -> str:
+    """The name the run registers its versions under: `tracking.registered_model` of its resolved config."""
+    import yaml
+
+    from azr_core.config import RESOLVED_CONFIG_NAME
+
+    try:
+        cfg = yaml.safe_load((Path(run_dir) / RESOLVED_CONFIG_NAME).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return DEFAULT_REGISTERED_MODEL
+    return ((cfg.get("tracking") or {}).get("registered_model")) or DEFAULT_REGISTERED_MODEL
+
+
+def read_registry(run_dir: str | Path, tracking_uri: str | None = None, name: str | None = None) -> Registry:
+    """The champion and the promotion decisions of the run's versions (of registered model `name`, default the run's
+    own `tracking.registered_model`); never raises for an unreachable store."""
     from azr_core.outcome import run_record
 
+    name = name or registered_name(run_dir)
     uri = resolve_tracking_uri(tracking_uri)
     client = read_client(uri)
     if client is None:
