@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from azr_core.config_base import ConfigError, Section, explain
+from azr_core.eval.config import QUICK_SUITE, eval_default
 from azr_core.executor.config import ExecutorConfig
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.profiles import PROFILES
@@ -237,10 +238,12 @@ class EvaluationConfig(_Section):
     its own, so training neither waits for it nor fails with it."""
 
     on_register: bool = Field(True, description="Announce each registered version for evaluation (the event).")
-    suite: str = Field("cruxeval-o,cruxeval-i", description="Quick suite: benchmarks (names or a suite) to run.")
+    suite: str = Field(QUICK_SUITE, description="Quick suite: benchmarks (names or a suite) to run.")
     limit: int = Field(64, ge=1, description="First N items of each benchmark of the quick suite.")
-    max_new_tokens: int = Field(1024, ge=1, description="Most tokens generated per answer.")
-    template: Literal["raw", "chat"] = Field("raw", description="Evaluation prompt template (raw: the paper's).")
+    max_new_tokens: int = Field(eval_default("max_new_tokens"), ge=1, description="Most tokens generated per answer.")
+    template: Literal["raw", "chat"] = Field(
+        eval_default("template"), description="Evaluation prompt template (raw: the paper's)."
+    )
     promote: bool = Field(
         True,
         description="After the evaluation, run the promotion gate on the version, judged on this quick suite: the "

@@ -9,17 +9,19 @@ from typing import Any
 
 from prefect import flow, runtime
 
+from azr_core.eval.config import QUICK_SUITE, eval_default
+from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
 from tasks import eval as t
 
 
 @flow(name="azr-eval", log_prints=True)
 def evaluate(
-    model: str = "models:/azr-policy@champion",
-    suite: str = "cruxeval-o,cruxeval-i",
+    model: str = f"models:/{DEFAULT_REGISTERED_MODEL}@champion",
+    suite: str = QUICK_SUITE,
     limit: int | None = None,
     run_dir: str | None = None,
-    max_new_tokens: int = 1024,
-    template: str = "raw",
+    max_new_tokens: int = eval_default("max_new_tokens"),
+    template: str = eval_default("template"),
     eval_overrides: dict[str, Any] | None = None,
     promote: bool = False,
     promotion: dict[str, Any] | None = None,

@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from azr_core.eval.config import eval_default as ev
+
 eval_app = typer.Typer(help="Evaluate models on the paper's benchmarks.", no_args_is_help=True)
 
 BENCH_HELP = "cruxeval-o, cruxeval-i, humaneval+, mbpp+, aime24, aime25, amc23, math500, minerva, olympiadbench, gsm8k"
@@ -24,22 +26,24 @@ MODEL_HELP = "A model folder, an HF id, models:/azr-policy/N or models:/azr-poli
 SUITE_HELP = f"A suite (paper, code, math, all) or a comma list of: {BENCH_HELP}."
 RUN_HELP = "Write every answer and grade to this run folder's evals table."
 DATA_HELP = "Folder with your own copy of the benchmark files (same names and formats)."
+TEMPLATE_HELP = "raw (the paper's User/Assistant <think> template) or chat."
+SAMPLES_HELP = "Completions per item (with --temperature > 0 for pass@k)."
 NO_MLFLOW_HELP = "Do not log the scores of a registered version to MLflow."
 
 
 @eval_app.command("run")
 def run(
     model: Annotated[str, typer.Option(help=MODEL_HELP)],
-    suite: Annotated[str, typer.Option(help=SUITE_HELP)] = "paper",
+    suite: Annotated[str, typer.Option(help=SUITE_HELP)] = ev("suite"),
     limit: Annotated[int | None, typer.Option(help="Only the first N items of each benchmark.")] = None,
     run_dir: Annotated[Path | None, typer.Option("--run", help=RUN_HELP)] = None,
     data: Annotated[Path | None, typer.Option(help=DATA_HELP)] = None,
-    template: Annotated[str, typer.Option(help="raw (the paper's User/Assistant <think> template) or chat.")] = "raw",
-    max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per answer.")] = 1024,
-    batch_size: Annotated[int, typer.Option(help="Sequences generated together (hf backend).")] = 16,
-    backend: Annotated[str, typer.Option(help="auto, hf or vllm.")] = "auto",
-    samples: Annotated[int, typer.Option(help="Completions per item (with --temperature > 0 for pass@k).")] = 1,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    template: Annotated[str, typer.Option(help=TEMPLATE_HELP)] = ev("template"),
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per answer.")] = ev("max_new_tokens"),
+    batch_size: Annotated[int, typer.Option(help="Sequences generated together (hf backend).")] = ev("batch_size"),
+    backend: Annotated[str, typer.Option(help="auto, hf or vllm.")] = ev("backend"),
+    samples: Annotated[int, typer.Option(help=SAMPLES_HELP)] = ev("samples"),
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = ev("temperature"),
     pass_k: Annotated[list[int] | None, typer.Option("--pass-k", help="Report pass@k (repeatable).")] = None,
     no_mlflow: Annotated[bool, typer.Option("--no-mlflow", help=NO_MLFLOW_HELP)] = False,
 ) -> None:  # fmt: skip

@@ -16,9 +16,11 @@ from typing import Annotated
 
 import typer
 
+from azr_core.eval.config import PROMOTION_SUITE, eval_default
 from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
 
-SUITE_HELP = "Promotion suite (default: cruxeval-o,cruxeval-i,humaneval+,mbpp+)."
+SUITE_HELP = f"Promotion suite (default: {PROMOTION_SUITE})."
+TOKENS_HELP = "With --evaluate: tokens per answer."
 EVALUATE_HELP = "Evaluate versions that lack a complete evaluation on the suite first (loads the models)."
 
 
@@ -31,7 +33,7 @@ def promote_cmd(
     confidence: Annotated[float, typer.Option(help="Promote only when p < 1 - confidence.")] = 0.95,
     margin: Annotated[float, typer.Option(help="Accuracy gap the candidate must exceed.")] = 0.0,
     evaluate: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help=EVALUATE_HELP)] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="With --evaluate: tokens per answer.")] = 1024,
+    max_new_tokens: Annotated[int, typer.Option(help=TOKENS_HELP)] = eval_default("max_new_tokens"),
     name: Annotated[str, typer.Option(help="Registered model name.")] = DEFAULT_REGISTERED_MODEL,
 ) -> None:  # fmt: skip
     """Give a version the challenger alias, evaluate it against the champion, promote it if it wins."""

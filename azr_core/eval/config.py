@@ -1,4 +1,5 @@
-"""Settings of evaluation and promotion, with their defaults visible in one place."""
+"""Settings of evaluation and promotion, with their defaults visible in one place: the run's `evaluation` section,
+the `azr-eval` flow and the `azr eval run` / `azr promote` commands take theirs from here."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: The quick suite: what each registered version is evaluated on (the run's `evaluation` section, the `azr-eval`
+#: flow's default), cheap enough to run after every registration.
+QUICK_SUITE = "cruxeval-o,cruxeval-i"
+#: The promotion gate's suite unless the caller says otherwise.
+PROMOTION_SUITE = "cruxeval-o,cruxeval-i,humaneval+,mbpp+"
 
 
 class EvalConfig(BaseModel):
@@ -38,7 +45,7 @@ class PromotionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    suite: str = Field("cruxeval-o,cruxeval-i,humaneval+,mbpp+", description="Benchmarks the decision rests on.")
+    suite: str = Field(PROMOTION_SUITE, description="Benchmarks the decision rests on.")
     limit: int | None = Field(None, ge=1, description="First N items of each promotion benchmark.")
     test: Literal["bootstrap", "mcnemar"] = Field(
         "bootstrap", description="Paired test over items: paired bootstrap of the accuracy gap, or exact McNemar."
@@ -47,3 +54,8 @@ class PromotionConfig(BaseModel):
     margin: float = Field(0.0, ge=0.0, lt=1.0, description="The candidate must beat the champion by more than this.")
     bootstrap_samples: int = Field(10_000, ge=100, description="Resamples of the paired bootstrap.")
     seed: int = Field(0, description="Seed of the bootstrap resampling (decisions are reproducible).")
+
+
+def eval_default(name: str):
+    """The default of EvalConfig field `name`, for the flows' and commands' own parameters."""
+    return EvalConfig.model_fields[name].default
