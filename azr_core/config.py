@@ -379,13 +379,6 @@ def load_config(
     return build_config(data)
 
 
-def save_resolved_config(config: AZRConfig, run_dir: str | Path, *, fsync: bool = True) -> Path:
-    """Write the resolved config into the run folder (atomically) and return its path."""
-    from azr_core.store.atomic import atomic_write_text  # here: the store imports this module
-
-    return atomic_write_text(Path(run_dir) / RESOLVED_CONFIG_NAME, config.to_yaml(), fsync=fsync)
-
-
 def config_reference(model: type[BaseModel] = AZRConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, description) for every leaf setting: the documentation `--help` and the README can show."""
     rows = []

@@ -16,8 +16,8 @@ from azr_core.config import (
     config_reference,
     load_config,
     parse_override,
-    save_resolved_config,
 )
+from azr_core.store.run import save_session_config
 
 
 def test_default_profile_is_the_papers_settings():
@@ -154,12 +154,16 @@ def test_override_values_are_yaml_scalars():
 
 def test_resolved_config_is_saved_and_round_trips(tmp_path: Path):
     cfg = load_config(None, ["selfplay.references_k=5", "run.name=exp"], profile="cpu-tiny")
-    path = save_resolved_config(cfg, tmp_path / "run")
-    assert path == tmp_path / "run" / "config.yaml"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["config.yaml"]  # no temp file left behind
+    (tmp_path / "run").mkdir()
+    session = save_session_config(cfg, tmp_path / "run")
+    path = tmp_path / "run" / "config.yaml"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.yaml", "configs"]  # no temp file left behind
     text = path.read_text()
     assert "references_k: 5" in text and "profile: cpu-tiny" in text and "timeout_s:" in text
-    assert load_config(path) == cfg
+    assert load_config(path) == cfg and session.read_text() == text
+    # A later session is recorded beside it; config.yaml stays what the run began as.
+    save_session_config(load_config(path, ["run.iterations=99"]), tmp_path / "run")
+    assert load_config(path) == cfg and len(list((tmp_path / "run" / "configs").iterdir())) == 2
 
 
 def test_docstring_examples_run():

@@ -57,8 +57,9 @@ def test_a_renamed_model_is_evaluated_and_judged_under_its_own_name(tmp_path, mo
     """The trigger's payload names `models:/<tracking.registered_model>/N`: the gate judges that model's version N
     (it used to judge `azr-policy` version N whatever the run's name), and the report reads the run's name."""
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    from azr_core.config import AZRConfig, save_resolved_config
+    from azr_core.config import AZRConfig
     from azr_core.report.registry import read_registry, registered_name
+    from azr_core.store.run import save_session_config
     from azr_core.tracking import Tracker, TrackingConfig, mlflow_client
     from flows.eval import evaluate
 
@@ -72,6 +73,6 @@ def test_a_renamed_model_is_evaluated_and_judged_under_its_own_name(tmp_path, mo
     assert out["evaluation"]["registered_model"] == "my-policy"
     assert out["promotion"]["outcome"] == "first-champion", out["promotion"]
     assert int(mlflow_client(uri).get_model_version_by_alias("my-policy", "champion").version) == version
-    save_resolved_config(AZRConfig.model_validate({"tracking": tracking.model_dump()}), run_dir)
+    save_session_config(AZRConfig.model_validate({"tracking": tracking.model_dump()}), run_dir)
     assert registered_name(run_dir) == "my-policy" and registered_name(tmp_path / "nowhere") == "azr-policy"
     assert read_registry(run_dir, uri).champion == version
