@@ -31,8 +31,9 @@ from azr_core.policy.model import load_policy
 from azr_core.policy.rollout.base import SamplingParams
 from azr_core.policy.rollout.hf import HFBackend
 from azr_core.policy.trainer.batch import collate
-from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord
+from azr_core.policy.trainer.engine import PolicyTrainer
 from azr_core.policy.trainer.loss import combine_loss, policy_loss_terms, token_logprobs
+from azr_core.policy.trainer.records import SequenceRecord
 
 TASKS = [
     "Write a Python function f(x) that returns the sum of the digits of x.",

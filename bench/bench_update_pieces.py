@@ -81,7 +81,8 @@ def main() -> None:
 
     from azr_core.config import load_config
     from azr_core.policy.model import resolve_model_path
-    from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord
+    from azr_core.policy.trainer.engine import PolicyTrainer
+    from azr_core.policy.trainer.records import SequenceRecord
     from azr_core.selfplay.sampling import training_records
 
     torch.manual_seed(0)

@@ -40,7 +40,7 @@ def worker_check(model_dir: Path) -> dict:
     from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
     from azr_core.policy.rollout.base import SamplingParams
     from azr_core.policy.trainer.client import PolicyWorkers
-    from azr_core.policy.trainer.engine import SequenceRecord
+    from azr_core.policy.trainer.records import SequenceRecord
 
     cfg = TrainerConfig(num_workers=1, zero_stage=2, lr=1e-5, micro_batch_size=8, worker_timeout_s=300)
     tmp = Path(tempfile.mkdtemp(prefix="azr-gpu-"))

@@ -13,8 +13,9 @@ from azr_core.policy.rollout.base import SamplingParams
 from azr_core.policy.rollout.hf import HFBackend
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.policy.trainer.batch import collate
-from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord, summarize
+from azr_core.policy.trainer.engine import PolicyTrainer, summarize
 from azr_core.policy.trainer.loss import token_logprobs
+from azr_core.policy.trainer.records import SequenceRecord
 
 
 @pytest.fixture(scope="module")

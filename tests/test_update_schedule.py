@@ -11,7 +11,8 @@ import torch
 from azr_core.policy.config import ModelConfig, TrainerConfig
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.policy.trainer import schedule
-from azr_core.policy.trainer.engine import PolicyTrainer, SequenceRecord
+from azr_core.policy.trainer.engine import PolicyTrainer
+from azr_core.policy.trainer.records import SequenceRecord
 from azr_core.policy.trainer.schedule import plan_update, run_update
 
 

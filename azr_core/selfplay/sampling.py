@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from azr_core.policy.rollout.base import Completion, PromptOutput, SamplingParams, Script
 from azr_core.policy.rollout.scripts import generate_by_reprefill
-from azr_core.policy.trainer.engine import SequenceRecord
+from azr_core.policy.trainer.records import SequenceRecord
 from azr_core.prompts import SKELETON_STOP, block_opening, close_skeleton, response_prefill, skeleton_blocks
 from azr_core.task_types import TaskType
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from azr_core.config import AZRConfig
 from azr_core.executor import Executor
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
-from azr_core.policy.trainer.engine import SequenceRecord
+from azr_core.policy.trainer.records import SequenceRecord
 from azr_core.store import TaskBuffers, connect, open_run
 from azr_core.tracking import TAG_FLOW_RUN, Tracker, end_status
 

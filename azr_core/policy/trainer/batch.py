@@ -10,7 +10,7 @@ import torch
 from azr_core.policy.trainer.prefix import shared_prefix_length
 
 if TYPE_CHECKING:
-    from azr_core.policy.trainer.engine import SequenceRecord
+    from azr_core.policy.trainer.records import SequenceRecord
 
 
 def collate(

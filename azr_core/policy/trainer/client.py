@@ -25,8 +25,9 @@ from typing import Any
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.build_locks import clear_stale_build_locks
-from azr_core.policy.trainer.engine import SequenceRecord, _free_port, split_micro_batches, summarize
+from azr_core.policy.trainer.engine import _free_port, split_micro_batches, summarize
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
+from azr_core.policy.trainer.records import SequenceRecord
 
 _RANK_VARS = {
     "RANK",

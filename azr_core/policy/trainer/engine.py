@@ -14,7 +14,6 @@ import math
 import os
 import socket
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,35 +24,8 @@ from azr_core.policy.model import load_policy
 from azr_core.policy.trainer.batch import collate, spread
 from azr_core.policy.trainer.loss import combine_loss, entropy_from_logits, policy_loss_terms, token_logprobs
 from azr_core.policy.trainer.prefix import forward_shared, supports_prefix
+from azr_core.policy.trainer.records import SequenceRecord
 from azr_core.policy.trainer.shm import release_workspace
-
-
-@dataclass
-class SequenceRecord:
-    """One sampled sequence to learn from: what the rollout produced plus its TRR++ advantage."""
-
-    prompt_token_ids: list[int]
-    completion_token_ids: list[int]
-    old_logprobs: list[float]
-    advantage: float
-    group: str = ""
-    # Which completion tokens the model sampled (None: all). The others are context written for it (the blocks an
-    # answer skeleton opens): they condition the sampled tokens but take no loss, and their old log-probs are unused.
-    sampled: list[bool] | None = None
-
-    @property
-    def n_sampled(self) -> int:
-        """Completion tokens that take the loss (and count in the token mean)."""
-        return len(self.completion_token_ids) if self.sampled is None else sum(self.sampled)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data, for the worker protocol."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SequenceRecord:
-        """Inverse of `to_dict`."""
-        return cls(**d)
 
 
 def ensure_distributed_env(master_port: int | None = None) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from azr_core.policy.config import TrainerConfig
-from azr_core.policy.trainer.engine import SequenceRecord
+from azr_core.policy.trainer.records import SequenceRecord
 
 
 class Trainable(Protocol):

@@ -112,7 +112,7 @@ class Worker:
     def handle(self, cmd: str, args: dict[str, Any]) -> Any:
         """Execute one command; the result is plain data."""
         from azr_core.policy.rollout.base import SamplingParams, Script
-        from azr_core.policy.trainer.engine import SequenceRecord
+        from azr_core.policy.trainer.records import SequenceRecord
 
         if cmd == "ping":
             return self.info()
