@@ -17,30 +17,15 @@ import logging
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from azr_core.config import AZRConfig
 from azr_core.executor import Executor
-from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
-from azr_core.policy.trainer.records import SequenceRecord
+from azr_core.policy.interface import Policy
 from azr_core.store import TaskBuffers, connect, open_run
 from azr_core.tracking import TAG_FLOW_RUN, Tracker, end_status
 
 log = logging.getLogger("azr.selfplay")
-
-
-class Policy(Protocol):
-    """What the stages need from the model side (PolicyWorkers implements it)."""
-
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[PromptOutput]: ...
-    def generate_scripted(
-        self, prompts: list[str], params: SamplingParams, scripts: list[Script]
-    ) -> list[PromptOutput]: ...
-    def train_step(self, records: list[SequenceRecord], *, total_tokens: int | None = None) -> dict[str, float]: ...
-    def compute_logprobs(self, records: list[SequenceRecord]) -> list[list[float]]: ...
-    def save_checkpoint(self, path: str | Path) -> Path: ...
-    def load_checkpoint(self, path: str | Path) -> int: ...
-    def close(self) -> None: ...
 
 
 class Session:

@@ -17,17 +17,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 from azr_core.policy.config import TrainerConfig
+from azr_core.policy.interface import Trainable
 from azr_core.policy.trainer.records import SequenceRecord
-
-
-class Trainable(Protocol):
-    """What the schedule needs from the policy (PolicyWorkers implements it)."""
-
-    def train_step(self, records: Sequence[SequenceRecord], *, total_tokens: int | None = None) -> dict[str, float]: ...
-    def compute_logprobs(self, records: Sequence[SequenceRecord]) -> list[list[float]]: ...
 
 
 @dataclass(frozen=True)
