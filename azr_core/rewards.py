@@ -2,7 +2,8 @@
 
 The keyword arguments are per-completion columns (lists as long as `completions`) plus scalar settings; a function
 takes the columns it needs and ignores the rest, so a caller can pass one dict of columns to every reward. Grading
-itself (is this answer correct?) happens in the executor; these functions turn verdicts into numbers.
+itself (is this answer correct?) happens in the executor; these functions turn verdicts into numbers, by the same
+named parts the self-play loop composes (azr_core.reward_parts).
 
 Paper values are the defaults: solver 1 / -0.5 / -1; proposer learnability 1 - mean accuracy when strictly between 0
 and 1, else `unlearnable` (0), and -1 for an invalid or badly formatted proposal.
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
+
+from azr_core.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
 
 
 def _column(name: str, values: Sequence[Any] | None, n: int) -> Sequence[Any]:
@@ -42,10 +46,9 @@ def solver_reward(
     n = len(completions)
     fmt = _column("format_ok", format_ok, n)
     ok = _column("correct", correct, n)
-    return [
-        float(format_error_reward) if not f else float(correct_reward) if c else float(wrong_reward)
-        for f, c in zip(fmt, ok, strict=True)
-    ]
+    settings = SimpleNamespace(correct=correct_reward, wrong_answer=wrong_reward, format_error=format_error_reward)
+    rows = [SimpleNamespace(format_ok=f, correct=c) for f, c in zip(fmt, ok, strict=True)]
+    return [compose(SOLVER_PARTS, x, settings)[0] for x in rows]
 
 
 def learnability(accuracies: Sequence[float]) -> float | None:
@@ -84,14 +87,8 @@ def learnability_reward(
     fmt = _column("format_ok", format_ok, n)
     val = _column("valid", valid, n)
     rates = _column("solve_rate", solve_rate, n)
-    out = []
-    for f, v, r in zip(fmt, val, rates, strict=True):
-        if not f:
-            out.append(float(format_error_reward))
-        elif not v:
-            out.append(float(invalid_reward))
-        elif r is None or not 0.0 < r < 1.0:
-            out.append(float(unlearnable_reward))
-        else:
-            out.append(1.0 - float(r))
-    return out
+    settings = SimpleNamespace(unlearnable=unlearnable_reward, invalid_proposal=invalid_reward,
+                               format_error=format_error_reward, known_program=None, known_task=None)  # fmt: skip
+    rows = [SimpleNamespace(format_ok=f, valid=v, solve_rate=r, program_known=False, in_buffers=False)
+            for f, v, r in zip(fmt, val, rates, strict=True)]  # fmt: skip
+    return [compose(PROPOSER_PARTS, p, settings)[0] for p in rows]

@@ -70,3 +70,30 @@ def test_learnability_reward_is_one_minus_the_mean_accuracy(hits):
 
 def test_learnability_of_nothing_is_none():
     assert learnability([]) is None
+
+
+def test_reward_parts_cascade_in_order():
+    """The first part that decides a rollout gives its reward; the copy penalties sit after validity and before
+    learnability, and a broken format outranks them (a valid program with a broken format is still -1)."""
+    from types import SimpleNamespace
+
+    from azr_core.config import RewardsConfig
+    from azr_core.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
+
+    r = RewardsConfig(known_program=-0.75, known_task=-0.25)
+
+    def prop(**kw):
+        base = dict(format_ok=True, valid=True, solve_rate=0.5, program_known=False, in_buffers=False)
+        return SimpleNamespace(**{**base, **kw})
+
+    assert compose(PROPOSER_PARTS, prop(), r) == (0.5, "learnability")
+    assert compose(PROPOSER_PARTS, prop(solve_rate=1.0), r) == (0.0, "learnability")
+    assert compose(PROPOSER_PARTS, prop(in_buffers=True), r) == (-0.25, "known_task")
+    assert compose(PROPOSER_PARTS, prop(in_buffers=True, program_known=True), r) == (-0.75, "known_program")
+    assert compose(PROPOSER_PARTS, prop(valid=False, program_known=True), r) == (-1.0, "validity")
+    assert compose(PROPOSER_PARTS, prop(format_ok=False, program_known=True), r) == (-1.0, "format")
+    paper = RewardsConfig()  # the penalties off: a copy earns its learnability
+    assert compose(PROPOSER_PARTS, prop(in_buffers=True, program_known=True), paper) == (0.5, "learnability")
+    solve = SimpleNamespace(format_ok=True, correct=False)
+    assert compose(SOLVER_PARTS, solve, paper) == (-0.5, "answer")
+    assert compose(SOLVER_PARTS, SimpleNamespace(format_ok=False, correct=True), paper) == (-1.0, "format")

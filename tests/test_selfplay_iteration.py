@@ -175,6 +175,16 @@ def test_one_iteration_end_to_end(tmp_path, caplog):
     metrics = con.execute("SELECT metrics FROM iterations WHERE iteration=1").fetchone()[0]
     assert metrics["proposals/deduction"] == 4 and 0 < metrics["valid_rate/deduction"] < 1
     assert metrics["seed/proposals"] > 0 and metrics["train/step"] == 1
+    # Each part of the reward logged per role and type: the shares of a group's deciders sum to 1, and a part's mean
+    # is the mean reward of the rollouts it decided (proposals: format, validity, learnability by default).
+    for group in ("propose/deduction", "solve/deduction"):
+        shares = {k: v for k, v in metrics.items() if k.startswith("reward_share/") and k.endswith("/" + group)}
+        assert shares and abs(sum(shares.values()) - 1) < 1e-9, shares
+    rows = con.execute("SELECT reward FROM proposals WHERE iteration = 1 AND task_type = 'deduction' AND "
+                       "stage = 'propose' AND NOT valid AND format_ok").fetchall()  # fmt: skip
+    assert rows and metrics["reward/validity/propose/deduction"] == -1.0 == rows[0][0]
+    assert set(k.split("/")[1] for k in metrics if k.startswith("reward/") and "/propose/" in k) <= {
+        "format", "validity", "learnability"}  # fmt: skip
     # solve_accuracy is the reward's verdict: a correct rollout has reward 1, and only those
     acc = con.execute(
         "SELECT avg((reward = 1)::INT), avg(correct::INT) FROM rollouts WHERE role='solve' AND purpose='solve' "

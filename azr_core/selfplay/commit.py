@@ -218,6 +218,7 @@ def iteration_metrics(s: Session, rec: IterationRecord, proposer: dict[str, floa
     groups: dict[str, list[ProposalRollout | SolveRollout]] = defaultdict(list)
     for b in rec.batch:
         groups[b.group].append(b)
+    m.update(_reward_part_metrics(groups))
     advantages = []
     for name, members in groups.items():
         rewards = [b.reward for b in members if b.reward is not None]
@@ -246,6 +247,21 @@ def iteration_metrics(s: Session, rec: IterationRecord, proposer: dict[str, floa
         m[f"train/{key}"] = float(value)
     m["train/step"] = rec.step
     return {k: float(v) for k, v in m.items()}
+
+
+def _reward_part_metrics(groups: dict[str, list[ProposalRollout | SolveRollout]]) -> dict[str, float]:
+    """Per part of the reward (azr_core.reward_parts), role and task type: the mean reward it gave and the share of
+    the group's rollouts it decided."""
+    m: dict[str, float] = {}
+    for name, members in groups.items():
+        by_part: dict[str, list[float]] = defaultdict(list)
+        for b in members:
+            if b.reward_part is not None and b.reward is not None:
+                by_part[b.reward_part].append(b.reward)
+        for part, rewards in by_part.items():
+            m[f"reward/{part}/{name}"] = statistics.fmean(rewards)
+            m[f"reward_share/{part}/{name}"] = len(rewards) / len(members)
+    return m
 
 
 def _proposal_row(p: ProposalRollout, x: ProposalMeasures | None = None) -> dict[str, Any]:

@@ -36,7 +36,9 @@ class ProposalRollout:
     in_buffers: bool = False  # an exact copy of a task already in the buffers (a reference, the zero triplet)
     solve_rate: float | None = None
     n_solves: int = 0
+    program_known: bool = False  # valid, and its program (any input) already in the buffers (rewards.known_program)
     reward: float | None = None
+    reward_part: str | None = None  # the part of the reward that decided it (azr_core.reward_parts)
     advantage: float | None = None
 
     @property
@@ -69,6 +71,7 @@ class SolveRollout:
     correct: bool | None = None
     grade_crashed: bool = False  # the sandbox lost the grading: no verdict, left out of the solve rate
     reward: float | None = None
+    reward_part: str | None = None  # the part of the reward that decided it (azr_core.reward_parts)
     advantage: float | None = None
 
     @property

@@ -16,7 +16,8 @@ from azr_core.policy.trainer.schedule import run_update
 from azr_core.prompts import proposer_messages, render, response_prefill, solver_messages
 from azr_core.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
 from azr_core.proposer_measures import program_key
-from azr_core.rewards import learnability, learnability_reward, solver_reward
+from azr_core.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
+from azr_core.rewards import learnability
 from azr_core.selfplay.records import (
     ProposalRollout,
     Proposed,
@@ -114,43 +115,40 @@ def solve(s: Session, validated: Validated) -> Solved:
 
 
 def reward(s: Session, solved: Solved) -> Rewarded:
-    """Grade every answer in the sandbox; solver rewards; learnability and proposer rewards; TRR++ advantages."""
+    """Grade every answer in the sandbox; score (solver and proposer rewards, azr_core.reward_parts); TRR++
+    advantages over the iteration's batch."""
     start = time.perf_counter()
+    _grade(s, solved.solves + solved.probes)
+    _score(s, solved)
+    batch = _advantages(s, solved)
+    return Rewarded(solved, batch, time.perf_counter() - start)
+
+
+def _score(s: Session, solved: Solved) -> None:
+    """Each solve's and each proposal's reward, from its role's parts; the proposals' solve rates first (the
+    learnability rollouts of this attempt and of earlier ones, for tasks that were new then)."""
     r = s.cfg.rewards
-    rollouts = solved.solves + solved.probes
-    _grade(s, rollouts)
-    for x, value in zip(rollouts, solver_reward([x.completion.text for x in rollouts],
-                                                format_ok=[x.format_ok for x in rollouts],
-                                                correct=[x.correct for x in rollouts],
-                                                correct_reward=r.correct, wrong_reward=r.wrong_answer,
-                                                format_error_reward=r.format_error), strict=True):  # fmt: skip
-        x.reward = value
-    earlier = solved.validated.proposed.earlier
+    for x in solved.solves + solved.probes:
+        x.reward, x.reward_part = compose(SOLVER_PARTS, x, r)
     verdicts: dict[str, list[float]] = defaultdict(list)
-    for x in [*(p for r in solved.validated.proposed.earlier_attempts for p in r.solved.probes), *solved.probes]:
+    for x in [*(p for a in solved.validated.proposed.earlier_attempts for p in a.solved.probes), *solved.probes]:
         if not x.grade_crashed:  # a grading the sandbox lost says nothing about the task (the reference drops it)
             verdicts[x.task.task_id].append(1.0 if x.correct else 0.0)
-    proposals = solved.validated.proposals
-    for p in proposals:
+    known_programs = s.buffers.novelty_index()[0] if r.known_program is not None else {}
+    for p in solved.validated.proposals:
         rates = verdicts.get(p.task_id or "", []) if p.valid else []
         p.n_solves, p.solve_rate = len(rates), learnability(rates)
-    values = learnability_reward(
-        [p.completion.text for p in proposals],
-        format_ok=[p.format_ok for p in proposals],
-        valid=[p.valid for p in proposals],
-        solve_rate=[p.solve_rate for p in proposals],
-        unlearnable_reward=r.unlearnable,
-        invalid_reward=r.invalid_proposal,
-        format_error_reward=r.format_error,
-    )
-    known_programs = s.buffers.novelty_index()[0] if r.known_program is not None else {}
-    for p, value in zip(proposals, values, strict=True):
-        p.reward = r.known_task if r.known_task is not None and p.valid and p.in_buffers else value
-        if known_programs and p.valid and p.task_type is not TaskType.INDUCTION and p.outcome and p.outcome.task:
-            if program_key(p.outcome.task.program) in known_programs:
-                p.reward = r.known_program
-    # One batch with the earlier attempts' rollouts (whose groups were all degenerate alone), advantages together.
-    batch: list[Rollout] = sorted([*(earlier.batch if earlier else []), *proposals, *solved.solves],
+        task = p.outcome.task if p.valid and p.outcome else None
+        p.program_known = bool(known_programs and task and p.task_type is not TaskType.INDUCTION
+                               and program_key(task.program) in known_programs)  # fmt: skip
+        p.reward, p.reward_part = compose(PROPOSER_PARTS, p, r)
+
+
+def _advantages(s: Session, solved: Solved) -> list[Rollout]:
+    """TRR++ advantages over one batch: this attempt's proposals and solves with the earlier attempts' rollouts
+    (whose groups were all degenerate alone), in GROUP_ORDER."""
+    earlier = solved.validated.proposed.earlier
+    batch: list[Rollout] = sorted([*(earlier.batch if earlier else []), *solved.validated.proposals, *solved.solves],
                                   key=lambda b: GROUP_ORDER.index(b.group))  # fmt: skip
     advantages = trr_advantages(
         [float(b.reward or 0.0) for b in batch],
@@ -160,7 +158,7 @@ def reward(s: Session, solved: Solved) -> Rewarded:
     )
     for b, a in zip(batch, advantages, strict=True):
         b.advantage = a
-    return Rewarded(solved, batch, time.perf_counter() - start)
+    return batch
 
 
 def update(s: Session, rewarded: Rewarded) -> Updated:
