@@ -137,6 +137,8 @@ def as_tasks(after: Any) -> Callable[..., Any]:
 
     def call(stage: Callable[..., Any], s: Session, previous: Any) -> Any:
         value = previous.value if isinstance(previous, Handoff) else previous
+        if stage is stages.resample:  # a decision, not a stage: no task of its own, the plain value out
+            return stage(s, value)
         iteration = value if isinstance(value, int) else value.iteration  # seed gets the iteration
         return TASKS[stage](quote(s), previous, iteration, after=after if stage is stages.seed else None)
 

@@ -27,25 +27,22 @@ def _direct(stage: Callable[..., Any], *args: Any) -> Any:
 def run_iteration(s: Session, *, call: Callable[..., Any] = _direct) -> Any:
     """Run the iteration after the last committed one and commit it; returns the commit's summary (as `call` gives it).
 
-    `call(stage, *args)` runs one stage (the default calls it; the flow wraps it in the stage's Prefect task).
+    `call(stage, *args)` runs one stage (the default calls it; the flow wraps it in the stage's Prefect task) and
+    also asks `stages.resample` whether to sample the batch again, so that whatever `call` hands between stages stays
+    the caller's business.
     """
     iteration = s.last_iteration + 1
     with _disk_full_explained(s, iteration):
         seeded = call(stages.seed, s, iteration)  # once, before the first training iteration
         rewarded = None
         # One batch; sampled again (and joined) while no group is live, up to selfplay.degenerate_retries times
-        while rewarded is None or stages.resample(s, _value(rewarded)):
+        while rewarded is None or call(stages.resample, s, rewarded):
             proposed = call(stages.propose, s, rewarded or seeded)  # proposer prompts with K references per type
             validated = call(stages.execute_validate, s, proposed)  # every proposal checked and run in the sandbox
             solved = call(stages.solve, s, validated)  # solver batches + learnability probes
             rewarded = call(stages.reward, s, solved)  # graded in the sandbox; rewards; TRR++ advantages
         updated = call(stages.update, s, rewarded)  # old log-probs recomputed; one step per mini-batch; checkpoint
         return call(commit, s, updated)  # Parquet rows, COMMITTED, buffers, MLflow
-
-
-def _value(result: Any) -> Any:
-    """A stage's result itself (the flow's `call` hands it on wrapped, as `.value`)."""
-    return getattr(result, "value", result)
 
 
 class DiskFullError(OSError):
