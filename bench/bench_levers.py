@@ -7,9 +7,11 @@ type (canonical program with new input values: azr_core/proposer_measures.py), t
 type's novel tasks, the deduction and abduction programs never buffered before (`novel_programs`), the share of
 novel tasks learnable at birth (0 < solve rate < 1), the mean cognitive complexity of novel deduction/abduction
 programs, the mean normalised AST edit distance of valid deduction/abduction proposals to their references,
-iterations without a gradient, the median iteration seconds, and the probe's reward change with its 95% interval
-(read from LOG's `change ... ->` line, when given). Novelty is replayed from each run's tables with today's canonical
-program (`replay_novelty`), so runs written before the measures, or by another version of them, compare alike.
+the valid deduction/abduction proposals that copy a reference's program, the proposer groups whose advantages were
+all zero (no push, whatever their rewards), iterations without a gradient, the median iteration seconds, and the
+probe's reward change with its 95% interval (read from LOG's `change ... ->` line, when given). Novelty is replayed
+from each run's tables with today's canonical program (`replay_novelty`), so runs written before the measures, or by
+another version of them, compare alike.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
     ted = [p[6] for p in props if p[1] and p[6] is not None]
     cells.append(f"{statistics.fmean(cplx):.1f}" if cplx else "-")
     cells.append(f"{statistics.fmean(ted):.2f}" if ted else "-")
+    cells += why_columns(con)
     no_grad = sum(1 for _, m in iters if dict(m).get("groups/live", 0) == 0)
     cells.append(str(no_grad))
     cells.append(f"{statistics.median(w for w, _ in iters):.0f}" if iters else "-")
@@ -62,6 +65,28 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
         probe = found[-1] if found else "-"
     cells.append(probe)
     return cells
+
+
+def why_columns(con) -> list[str]:
+    """Why the proposer does or does not move: how many valid deduction/abduction proposals copy the program of one
+    of the references shown to them (canonical program), and how many proposer groups (iteration x type) had every
+    advantage zero, so their rewards, copy penalties included, pushed nothing."""
+    from azr_core.proposer_measures import program_key
+
+    programs = dict(con.execute("SELECT task_id, program FROM tasks").fetchall())
+    rows = con.execute(
+        "SELECT program, reference_ids FROM proposals WHERE stage = 'propose' AND valid AND task_type <> 'induction'"
+    ).fetchall()
+    copies = sum(
+        1 for program, refs in rows
+        if program_key(program) in {program_key(programs[r]) for r in refs or [] if r in programs}
+    )  # fmt: skip
+    dead, groups = con.execute(
+        "SELECT count(*) FILTER (WHERE live = 0), count(*) FROM (SELECT iteration, task_type, "
+        "count(*) FILTER (WHERE advantage <> 0) AS live FROM rollouts WHERE role = 'propose' AND in_batch "
+        "GROUP BY ALL)"
+    ).fetchone()
+    return [f"{copies}/{len(rows)}", f"{dead}/{groups}"]
 
 
 def replay_novelty(con) -> tuple[list[tuple], dict[str, set[str]]]:
@@ -110,7 +135,7 @@ def main() -> None:
         raise SystemExit(__doc__)
     head = ["run", "its", "valid ded", "valid abd", "valid ind", "novel ded", "novel abd", "novel ind",
             "programs of novel tasks d/a/i", "new programs d/a", "learnable at birth", "complexity", "edit dist",
-            "no-grad its", "median s",
+            "copies of a reference program d+a", "dead proposer groups", "no-grad its", "median s",
             "probe reward change"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
