@@ -100,7 +100,7 @@ def test_auto_picks_vllm_only_with_gpu_and_package(monkeypatch):
     assert rollout.resolve_backend_name(cfg, cuda=True) == "vllm"
     assert rollout.resolve_backend_name(cfg, cuda=False) == "hf"
     monkeypatch.setattr(rollout, "vllm_available", lambda: False)
-    assert rollout.resolve_backend_name(cfg, cuda=True) == "hf"
+    assert rollout.resolve_backend_name(cfg, cuda=True) == "hf-batching"  # continuous batching without vLLM
     with pytest.raises(RuntimeError, match="vllm"):
         rollout.resolve_backend_name(RolloutConfig(backend="vllm"), cuda=True)
     assert rollout.resolve_backend_name(RolloutConfig(backend="hf"), cuda=True) == "hf"

@@ -28,7 +28,9 @@ class EvalConfig(BaseModel):
     )
     max_new_tokens: int = Field(1024, ge=1, description="Most tokens generated per answer.")
     batch_size: int = Field(16, ge=1, description="Sequences generated together (hf backend).")
-    backend: Literal["auto", "hf", "vllm"] = Field("auto", description="Rollout backend, as in self-play.")
+    backend: Literal["auto", "hf", "hf-batching", "vllm"] = Field(
+        "auto", description="Rollout backend, as in self-play."
+    )
     samples: int = Field(1, ge=1, description="Completions per item; 1 with temperature 0 is greedy pass@1.")
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy (the default, as the field reports).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus mass when sampling.")

@@ -41,8 +41,10 @@ class ModelConfig(Section):
 class RolloutConfig(Section):
     """How completions are sampled from the policy."""
 
-    backend: Literal["auto", "hf", "vllm"] = Field(
-        "auto", description="'auto' picks vllm when a CUDA GPU and the vllm package exist, else hf (transformers)."
+    backend: Literal["auto", "hf", "hf-batching", "vllm"] = Field(
+        "auto",
+        description="'auto' picks vllm when a CUDA GPU and the vllm package exist, hf-batching (transformers' "
+        "continuous batching) on a CUDA GPU without vllm, else hf (transformers, its own KV-cached loop).",
     )
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 0 means greedy.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")

@@ -1,6 +1,7 @@
 """Rollout backends and the `auto` choice between them.
 
-`auto` is vLLM only where both a CUDA GPU and the vllm package exist; everywhere else the Hugging Face backend.
+`auto` is vLLM where both a CUDA GPU and the vllm package exist; on a CUDA GPU without vllm, transformers' continuous
+batching (`hf-batching`); on CPU the Hugging Face backend's own KV-cached loop (`hf`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def vllm_available() -> bool:
 
 
 def resolve_backend_name(cfg: RolloutConfig, *, cuda: bool | None = None) -> str:
-    """'hf' or 'vllm' for `cfg.backend`; an explicit 'vllm' without the package is an error, not a fallback."""
+    """'hf', 'hf-batching' or 'vllm' for `cfg.backend` (`cuda`: a test hook, else whether torch sees a CUDA GPU); an
+    explicit 'vllm' without the package is an error, not a fallback."""
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if cfg.backend == "auto":
-        return "vllm" if cuda and vllm_available() else "hf"
+        if not cuda:
+            return "hf"
+        return "vllm" if vllm_available() else "hf-batching"
     if cfg.backend == "vllm" and not vllm_available():
         raise RuntimeError("rollout backend 'vllm' needs the vllm package: pip install 'azr[gpu]' (CUDA GPU only)")
     return cfg.backend
@@ -48,8 +52,12 @@ def make_backend(model_cfg: ModelConfig, cfg: RolloutConfig, *, device: str | No
 
         dtype = str(resolve_dtype(model_cfg.dtype, "cuda")).removeprefix("torch.")  # vLLM: bf16 unless told
         return VLLMBackend(resolve_model_path(model_cfg, progress=progress), cfg, dtype=dtype, seed=cfg.seed or 0)
-    from azr_core.policy.rollout.hf import HFBackend
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_policy(model_cfg, device=device, progress=progress)
+    if name == "hf-batching":
+        from azr_core.policy.rollout.batching import BatchingBackend
+
+        return BatchingBackend(model, tokenizer, batch_size=cfg.batch_size)
+    from azr_core.policy.rollout.hf import HFBackend
+
     return HFBackend(model, tokenizer, batch_size=cfg.batch_size, engine=cfg.hf_engine)

@@ -84,15 +84,29 @@ class Worker:
             )
             backend.sync_weights(self.trainer.named_weights())  # serve exactly the trainer's weights from step 0
             return backend
+        synced = self.trainer.zero_stage == 3 and self.trainer.world_size > 1
+        if self.backend_name == "hf-batching" and not synced:
+            from azr_core.policy.rollout.batching import BatchingBackend
+
+            # The trainer's own module, as for hf: no copy, no sync.
+            return BatchingBackend(
+                self.trainer.module,
+                self.trainer.tokenizer,
+                batch_size=self.rollout_cfg.batch_size,
+                shares_trainer_weights=True,
+            )
         from azr_core.policy.rollout.hf import HFBackend
 
+        if self.backend_name == "hf-batching":  # ZeRO-3 shards the weights: only the collective `generate` serves
+            self._progress("rollout backend hf-batching cannot run on ZeRO-3 sharded weights: using hf (generate)")
+            self.backend_name = "hf"
         # The trainer's own module: generation always reads the latest weights, no copy, no sync.
         return HFBackend(
             self.trainer.module,
             self.trainer.tokenizer,
             batch_size=self.rollout_cfg.batch_size,
             shares_trainer_weights=True,
-            synced_gpus=self.trainer.zero_stage == 3 and self.trainer.world_size > 1,
+            synced_gpus=synced,
             engine=self.rollout_cfg.hf_engine,
         )
 
