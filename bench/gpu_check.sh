@@ -21,9 +21,17 @@ echo "== bench_policy (HF backend vs plain generate; DeepSpeed ZeRO-2 bf16 vs pl
 timeout 200 python3 bench/bench_policy.py --model $M --batches 1 8 16 64 --runs 3 --max-new-tokens 128 \
   --train-seqs 16 --train-completion-len 256 --out "$OUT/policy_gpu.json" 2>&1 | grep -v "WARNING\|^\[rank" > "$OUT/bench.log"
 grep -E "generate batch|train step|train run" "$OUT/bench.log"
+echo "== continuous batching (rollout backend hf-batching) vs padded generate: 256 sequences, long-tailed lengths"
+timeout 240 python3 bench/bench_batching.py --model $M --prompts 32 --n 8 --prompt-tokens 128 1024 \
+  --max-new-tokens 1024 --mean-new-tokens 128 --batch-size 64 --out "$OUT/batching_gpu.json" 2>&1 \
+  | grep -v "WARNING" > "$OUT/batching.log"
+grep -E "^cuda|seqs|hf-batching /|Error" "$OUT/batching.log" || tail -20 "$OUT/batching.log"
 echo "== worker group through the deepspeed launcher"
 if timeout 150 python3 bench/gpu_policy_check.py --config-dir .gpu/smollm2-config --model-dir $M > "$OUT/workers.log" 2>&1
 then sed -n '/^{/,$p' "$OUT/workers.log" | head -60; else grep -v WARNING "$OUT/workers.log" | tail -40; fi
 echo "== policy tests on the GPU (tiny model)"
 timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_policy_trainer.py tests/test_policy_rollout.py \
   tests/test_policy_loss.py 2>&1 | tail -15 | tee "$OUT/pytest.log"
+# hf-batching tests with this image's torch and transformers (tiny model on CPU; the slow one needs the default model).
+timeout 120 python3 -m pytest -q -x -p no:cacheprovider -m "not slow" tests/test_rollout_batching.py 2>&1 | tail -15 \
+  | tee "$OUT/pytest_batching.log"
