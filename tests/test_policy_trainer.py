@@ -13,9 +13,9 @@ from azr_core.policy.rollout.base import SamplingParams
 from azr_core.policy.rollout.hf import HFBackend
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.policy.trainer.batch import collate
-from azr_core.policy.trainer.engine import PolicyTrainer, summarize
+from azr_core.policy.trainer.engine import PolicyTrainer
 from azr_core.policy.trainer.loss import token_logprobs
-from azr_core.policy.trainer.records import SequenceRecord
+from azr_core.policy.trainer.records import SequenceRecord, summarize
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_kl_and_entropy_terms_when_switched_on(tiny_dir):
 
 
 def test_micro_batches_never_mix_groups():
-    from azr_core.policy.trainer.engine import split_micro_batches
+    from azr_core.policy.trainer.records import split_micro_batches
 
     recs = [SequenceRecord([1], [2], [0.0], 0.0, g) for g in ["a"] * 5 + ["b"] * 2 + ["a"]]
     chunks = split_micro_batches(recs, 4)

@@ -14,8 +14,7 @@ from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import SamplingParams, Script
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.policy.trainer.client import PolicyWorkers, WorkerError, shard_records
-from azr_core.policy.trainer.engine import _free_port
-from azr_core.policy.trainer.records import SequenceRecord
+from azr_core.policy.trainer.records import SequenceRecord, free_port
 from azr_core.policy.trainer.shm import SHM_DIR, SHM_PREFIX
 
 pytestmark = pytest.mark.slow
@@ -84,7 +83,7 @@ def test_zero2_two_ranks_match_one_rank_and_failures_are_reported(tiny_dir, tmp_
             one.ping()
     assert m1["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
 
-    port = _free_port()
+    port = free_port()
     with _group(tiny_dir, tmp_path, 2, master_port=port) as two:
         info = two.ping()
         assert [i["rank"] for i in info] == [0, 1] and {i["world_size"] for i in info} == {2}

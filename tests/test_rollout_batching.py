@@ -67,7 +67,7 @@ def test_make_backend_builds_the_chosen_backend(tiny_dir, monkeypatch):
     model_cfg = ModelConfig(name_or_path=str(tiny_dir))
     built = rollout.make_backend(model_cfg, RolloutConfig(backend="hf-batching"), device="cpu", progress=lambda _: None)
     assert type(built) is BatchingBackend and built.name == "hf-batching"
-    monkeypatch.setattr(rollout.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     built = rollout.make_backend(model_cfg, RolloutConfig(backend="auto"), device="cpu", progress=lambda _: None)
     assert type(built) is HFBackend
 

@@ -83,7 +83,7 @@ def test_a_stale_weight_sync_trips_the_logprob_gap_alarm(tiny_dir, recompute):
 
     from azr_core.policy.rollout.base import SamplingParams
     from azr_core.policy.rollout.hf import HFBackend
-    from azr_core.policy.trainer.engine import summarize
+    from azr_core.policy.trainer.records import summarize
 
     trainer = _trainer(tiny_dir)
     # One step at lr 1e-2 moves this tiny model's log-probs by ~0.1 nats; in sync the gap is < 1e-4: 0.01 between.

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import torch
-
 from azr_core.policy.config import ModelConfig, RolloutConfig
 from azr_core.policy.rollout.base import Completion, PromptOutput, RolloutBackend, SamplingParams
 
@@ -32,7 +30,10 @@ def vllm_available() -> bool:
 def resolve_backend_name(cfg: RolloutConfig, *, cuda: bool | None = None) -> str:
     """'hf', 'hf-batching' or 'vllm' for `cfg.backend` (`cuda`: a test hook, else whether torch sees a CUDA GPU); an
     explicit 'vllm' without the package is an error, not a fallback."""
-    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cuda is None:
+        import torch  # here, not at the top: the package's wire types (base.py) stay importable without torch
+
+        cuda = torch.cuda.is_available()
     if cfg.backend == "auto":
         if not cuda:
             return "hf"
@@ -52,6 +53,8 @@ def make_backend(model_cfg: ModelConfig, cfg: RolloutConfig, *, device: str | No
 
         dtype = str(resolve_dtype(model_cfg.dtype, "cuda")).removeprefix("torch.")  # vLLM: bf16 unless told
         return VLLMBackend(resolve_model_path(model_cfg, progress=progress), cfg, dtype=dtype, seed=cfg.seed or 0)
+    import torch
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_policy(model_cfg, device=device, progress=progress)
     if name == "hf-batching":

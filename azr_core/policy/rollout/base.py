@@ -10,11 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from azr_core.policy.config import RolloutConfig
+
+if TYPE_CHECKING:
+    import torch  # typing only: the wire types here cross to the workers and the loop without torch
 
 FinishReason = Literal["stop", "length"]
 

@@ -25,9 +25,8 @@ from typing import Any
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.build_locks import clear_stale_build_locks
-from azr_core.policy.trainer.engine import _free_port, split_micro_batches, summarize
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
-from azr_core.policy.trainer.records import SequenceRecord
+from azr_core.policy.trainer.records import SequenceRecord, free_port, split_micro_batches, summarize
 
 _RANK_VARS = {
     "RANK",
@@ -108,7 +107,7 @@ class PolicyWorkers:
 
         It names the file holding the channel's token, never the token: a command line is readable by every user
         (`ps`) and the launcher prints it into workers.log."""
-        master_port = self.trainer_cfg.master_port or _free_port()
+        master_port = self.trainer_cfg.master_port or free_port()
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(master_port)]
         if self.trainer_cfg.hostfile is not None:
             cmd += ["--hostfile", str(self.trainer_cfg.hostfile)]

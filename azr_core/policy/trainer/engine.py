@@ -8,11 +8,9 @@ data-parallel gradient averaging: the update is the same token-mean whatever the
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
-import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from azr_core.policy.model import load_policy
 from azr_core.policy.trainer.batch import collate, spread
 from azr_core.policy.trainer.loss import combine_loss, entropy_from_logits, policy_loss_terms, token_logprobs
 from azr_core.policy.trainer.prefix import forward_shared, supports_prefix
-from azr_core.policy.trainer.records import SequenceRecord
+from azr_core.policy.trainer.records import SequenceRecord, free_port, split_micro_batches
 from azr_core.policy.trainer.shm import release_workspace
 
 
@@ -33,13 +31,7 @@ def ensure_distributed_env(master_port: int | None = None) -> None:
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_SIZE="1", MASTER_ADDR="127.0.0.1")
-    os.environ["MASTER_PORT"] = str(master_port or _free_port())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    os.environ["MASTER_PORT"] = str(master_port or free_port())
 
 
 def build_ds_config(cfg: TrainerConfig, *, cuda: bool) -> dict[str, Any]:
@@ -293,15 +285,6 @@ class PolicyTrainer:
         load_checkpoint(self, Path(path))
 
 
-def split_micro_batches(records: Sequence[SequenceRecord], size: int) -> list[list[SequenceRecord]]:
-    """Micro-batches of at most `size` records, each within one run of consecutive records of one group."""
-    chunks: list[list[SequenceRecord]] = []
-    for _, run in itertools.groupby(records, key=lambda r: r.group):
-        same = list(run)
-        chunks += [same[i : i + size] for i in range(0, len(same), size)]
-    return chunks
-
-
 def _accumulate(sums: dict[str, float], chunk: list[SequenceRecord], terms, loss: float) -> None:
     def add(key: str, value: float) -> None:
         sums[key] = sums.get(key, 0.0) + value
@@ -324,36 +307,3 @@ def _accumulate(sums: dict[str, float], chunk: list[SequenceRecord], terms, loss
         add(f"group/{g}/tokens", float(per_seq_tokens[i].item()))
         add(f"group/{g}/advantage_sum", float(r.advantage))
         add(f"group/{g}/clipped_sum", float(clipped_per_seq[i].item()))
-
-
-def summarize(rank_sums: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Merge the per-rank sums of one step into the step's metrics (means per token or per sequence)."""
-    total: dict[str, float] = {}
-    for sums in rank_sums:
-        for k, v in sums.items():
-            if k in ("grad_norm", "lr", "step"):
-                total[k] = v  # the same on every rank
-            else:
-                total[k] = total.get(k, 0.0) + v
-    tokens = max(total.get("tokens", 0.0), 1.0)
-    out = {k: total[k] for k in ("loss", "tokens", "sequences", "grad_norm", "lr", "step", "skipped") if k in total}
-    if "skipped" in out:
-        out["skipped"] = 1.0  # every rank skipped the same step
-    for key, name in (
-        ("pg_loss_sum", "pg_loss"),
-        ("ratio_sum", "ratio_mean"),
-        ("logprob_gap_sum", "logprob_gap"),
-        ("clipped_sum", "clip_frac"),
-        ("entropy_sum", "entropy"),
-        ("kl_sum", "kl"),
-    ):
-        if key in total:
-            out[name] = total[key] / tokens
-    for k, v in total.items():
-        if k.startswith("group/") and k.endswith("/sequences"):
-            g = k[len("group/") : -len("/sequences")]
-            out[f"group/{g}/sequences"] = v
-            out[f"group/{g}/tokens"] = total[f"group/{g}/tokens"]
-            out[f"group/{g}/advantage_mean"] = total[f"group/{g}/advantage_sum"] / max(v, 1.0)
-            out[f"group/{g}/clip_frac"] = total[f"group/{g}/clipped_sum"] / max(total[f"group/{g}/tokens"], 1.0)
-    return out
