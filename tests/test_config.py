@@ -51,7 +51,7 @@ def test_cpu_tiny_profile_is_small_and_bounded():
     assert cfg.selfplay.batch_per_group <= 6
     assert cfg.selfplay.learnability_rollouts <= 4
     assert cfg.rollout.max_new_tokens <= 192
-    assert cfg.rollout.temperature < 1.0
+    assert cfg.rollout.temperature == 1.0  # the reference's: measured on this profile (docs/fidelity.md)
     assert cfg.buffers.seed_max_rounds <= 3  # seeding is bounded: the small model's proposals are mostly invalid
     assert cfg.selfplay.lenient_parsing  # its rare valid programs come with a broken format
     assert cfg.selfplay.response_prefill == "skeleton" and cfg.selfplay.compact_prompts
