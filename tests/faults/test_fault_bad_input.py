@@ -74,7 +74,7 @@ def test_every_section_follows_the_one_strict_rule():
         ("executor.timeout_s=.nan", "executor.timeout_s: Input should be a finite number"),
         ("rollout.top_p=1.5", "rollout.top_p: Input should be less than or equal to 1"),
         ("trainer.zero_stage=4", "trainer.zero_stage: Input should be less than or equal to 3"),
-        ("rollout.backend=tpu", "rollout.backend: Input should be 'auto', 'hf' or 'vllm'"),
+        ("rollout.backend=tpu", "rollout.backend: Input should be 'auto', 'hf', 'hf-batching' or 'vllm'"),
     ],
 )
 def test_bad_config_values_get_one_error_with_the_fix(override: str, expected: str):
