@@ -41,7 +41,7 @@ def run(
     template: Annotated[str, typer.Option(help=TEMPLATE_HELP)] = ev("template"),
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens generated per answer.")] = ev("max_new_tokens"),
     batch_size: Annotated[int, typer.Option(help="Sequences generated together (hf backend).")] = ev("batch_size"),
-    backend: Annotated[str, typer.Option(help="auto, hf or vllm.")] = ev("backend"),
+    backend: Annotated[str, typer.Option(help="auto, hf, hf-batching or vllm.")] = ev("backend"),
     samples: Annotated[int, typer.Option(help=SAMPLES_HELP)] = ev("samples"),
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = ev("temperature"),
     pass_k: Annotated[list[int] | None, typer.Option("--pass-k", help="Report pass@k (repeatable).")] = None,
