@@ -406,18 +406,3 @@ def test_a_failed_session_ends_its_mlflow_run_failed(tmp_path):
         run_iteration(s)  # a resumed session continues the same MLflow run and ends it FINISHED
     run = client.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
-
-
-def test_the_flow_asks_resample_through_call_and_unwraps_its_own_handoff():
-    """run_iteration asks `resample` through `call`: the flow's call unwraps its Handoff itself, so no Prefect-side
-    object reaches azr_core (it used to be unwrapped in the loop)."""
-    from types import SimpleNamespace
-
-    from tasks.selfplay import Handoff, as_tasks
-
-    s = SimpleNamespace(cfg=SimpleNamespace(selfplay=SimpleNamespace(degenerate_retries=1)))
-    dead = SimpleNamespace(live_groups=[], attempt=1)
-    call = as_tasks(after=None)
-    assert call(stages.resample, s, Handoff(dead)) is True
-    assert call(stages.resample, s, Handoff(SimpleNamespace(live_groups=["solve/deduction"], attempt=1))) is False
-    assert call(stages.resample, s, Handoff(SimpleNamespace(live_groups=[], attempt=2))) is False
