@@ -59,5 +59,5 @@ def trr_advantages(
     """
     if not len(rewards) == len(roles) == len(task_types):
         raise ValueError("rewards, roles and task_types must have the same length")
-    groups = [(Role(r), TaskType(t)) for r, t in zip(roles, task_types, strict=True)]
+    groups = [(Role(r), str(t)) for r, t in zip(roles, task_types, strict=True)]
     return group_normalize(rewards, groups, eps=eps)

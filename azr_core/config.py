@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from azr_core.config_base import ConfigError, Section, explain
 from azr_core.eval.config import QUICK_SUITE, eval_default
@@ -49,6 +49,22 @@ class RunConfig(_Section):
 
 class SelfPlayConfig(_Section):
     """The algorithm: how tasks are proposed, split, estimated and batched (Absolute Zero paper settings)."""
+
+    task_types: list[str] = Field(
+        ["deduction", "abduction", "induction"],
+        min_length=1,
+        description="The task types the run proposes and solves, in this order (TRR++ groups, batches, metrics). "
+        "The paper's three by default; a type of your own is a module registered with azr_core.algo.types.register "
+        "before the run starts.",
+    )
+
+    @field_validator("task_types")
+    @classmethod
+    def _distinct_types(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"task types named twice: {', '.join(repeated)}; name each type once")
+        return names
 
     references_k: int = Field(6, ge=0, description="K reference triplets shown to a deduction/abduction proposer.")
     reference_sampling: Literal["uniform", "distinct_programs"] = Field(

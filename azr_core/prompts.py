@@ -1,6 +1,7 @@
 """Prompts for the six (role x task type) cases as chat messages, and how they become text for the model.
 
-The words are in azr_core/prompt_text.py, section by section as the reference code's. Every prompt is a list of chat
+Each task type writes its own (azr_core.algo.types); the shared words are in azr_core/prompt_text.py, section by
+section as the reference code's. Every prompt is a list of chat
 messages; `render` turns it into text with the paper's raw template or the model's own chat template and, as in the
 paper (`Assistant: <think>`), opens the `<think>` block for the model (or the answer skeleton, `response_prefill`).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from azr_core import prompt_text as text
+from azr_core.algo.types import get as task_type_spec
 from azr_core.task_types import Task, TaskType
 
 THINK_PREFILL = "<think>"
@@ -38,28 +39,19 @@ def proposer_messages(
 ) -> list[dict[str, str]]:
     """Chat messages asking the proposer for a new task of `task_type` (words: azr_core/prompt_text.py).
 
-    deduction/abduction: `references` are the K snippets sampled from that type's buffer (may be empty).
-    induction: `references[0]` is the one program whose inputs the proposer must write (required).
+    `references`: what the type's `references` drew (deduction/abduction: K snippets of the type's buffer, maybe
+    none; induction: the one program whose inputs the proposer must write, required).
     `compact`: every section in fewer words; `worked_example`: add a complete answer; `timeout_s`: the time limit
     the code requirements state (the executor's).
     """
-    task_type = TaskType(task_type)
-    if task_type is TaskType.INDUCTION:
-        if not references:
-            raise ValueError("an induction proposer prompt needs one reference program")
-        return _messages(text.induction_proposer(references[0], n_inputs, compact=compact,
-                                                 worked_example=worked_example))  # fmt: skip
-    return _messages(text.program_proposer(task_type, references, timeout_s=timeout_s, compact=compact,
-                                           worked_example=worked_example))  # fmt: skip
+    text = task_type_spec(task_type).proposer_text(references, n_inputs=n_inputs, compact=compact,
+                                                   worked_example=worked_example, timeout_s=timeout_s)  # fmt: skip
+    return _messages(text)
 
 
 def solver_messages(task: Task, *, compact: bool = False, timeout_s: float = 10.0) -> list[dict[str, str]]:
     """Chat messages asking the solver to solve `task` (its known side only: never the answer or held-out pairs)."""
-    if task.task_type is TaskType.DEDUCTION:
-        return _messages(text.deduction_solver(task, compact=compact))
-    if task.task_type is TaskType.ABDUCTION:
-        return _messages(text.abduction_solver(task, compact=compact))
-    return _messages(text.induction_solver(task, timeout_s=timeout_s, compact=compact))
+    return _messages(task_type_spec(task.task_type).solver_text(task, compact=compact, timeout_s=timeout_s))
 
 
 class ChatTokenizer(Protocol):
@@ -81,12 +73,8 @@ def skeleton_blocks(role: str, task_type: TaskType | str, n_inputs: int = 10) ->
     >>> skeleton_blocks("propose", "induction", 2)
     ('input', 'input', 'message')
     """
-    task_type = TaskType(task_type)
-    if str(role) == "propose":
-        if task_type is TaskType.INDUCTION:
-            return ("input",) * n_inputs + ("message",)
-        return ("python", "input")
-    return {TaskType.DEDUCTION: ("output",), TaskType.ABDUCTION: ("input",), TaskType.INDUCTION: ("python",)}[task_type]
+    spec = task_type_spec(task_type)
+    return spec.propose_blocks(n_inputs) if str(role) == "propose" else spec.solve_blocks()
 
 
 def block_opening(tag: str) -> str:

@@ -36,7 +36,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from azr_core.task_types import TASK_TYPES, Task, TaskType
+from azr_core.task_types import TASK_TYPES, Task, TaskType, type_name
 
 _PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
 
@@ -143,7 +143,7 @@ def input_value(text: str) -> str:
 def task_key(task_type: TaskType | str, prog_key: str, inputs: Iterable[str]) -> str:
     """The key of a task: its type, its canonical program and its input value(s) (induction: their set)."""
     values = sorted({input_value(x) for x in inputs})
-    return _digest("\x00".join([str(TaskType(task_type)), prog_key, *values]))
+    return _digest("\x00".join([str(type_name(task_type)), prog_key, *values]))
 
 
 def task_keys(task: Task) -> tuple[str, str]:
@@ -283,13 +283,19 @@ def answer_diversity(outputs: Sequence[str | tuple[str, ...]]) -> float | None:
 class ProposalFacts:
     """What the measures read of one proposal: its type, the task it became (None when invalid), the programs of its
     references, its learnability solve rate, and whether it counts in the iteration's metrics (training proposals
-    do, seeding's are counted apart)."""
+    do, seeding's are counted apart). `writes_program`: whether the proposer wrote the program (the type's
+    `proposes_program`); None: every built-in type but induction."""
 
-    task_type: TaskType
+    task_type: TaskType | str
     task: Task | None
     references: tuple[str, ...] = ()
     solve_rate: float | None = None
     counted: bool = True
+    writes_program: bool | None = None
+
+    @property
+    def wrote_program(self) -> bool:
+        return self.task_type is not TaskType.INDUCTION if self.writes_program is None else self.writes_program
 
     @property
     def valid(self) -> bool:
@@ -367,7 +373,7 @@ def measure_proposals(facts: Sequence[ProposalFacts], novelty: Novelty,
             per_program[pk] = (cognitive_complexity(task.program), halstead_effort(task.program))
         complexity, effort = per_program[pk]
         ted = (None, None)
-        if f.task_type is not TaskType.INDUCTION:
+        if f.wrote_program:
             ted = mean_edit_distance(task.program, f.references, trees)
         out.append(ProposalMeasures(novel, novel_program, pk, complexity, effort, *ted))
     return out
@@ -378,18 +384,23 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return statistics.fmean(vals) if vals else None
 
 
-def proposer_metrics(facts: Sequence[ProposalFacts], measures: Sequence[ProposalMeasures]) -> dict[str, float]:
+def proposer_metrics(
+    facts: Sequence[ProposalFacts], measures: Sequence[ProposalMeasures], types: Mapping[str, bool] | None = None
+) -> dict[str, float]:
     """The per-type metrics of the counted proposals (see the module docstring for each name), plus
-    `seed/novel_tasks` for the others."""
+    `seed/novel_tasks` for the others. `types`: each type's name and whether its proposer writes the program (the
+    type's `proposes_program`); None: the built-in types."""
     m: dict[str, float | None] = {}
     pairs = list(zip(facts, measures, strict=True))
-    for t in TASK_TYPES:
-        mine = [(f, x) for f, x in pairs if f.counted and f.task_type is t and f.valid]
+    if types is None:
+        types = {t: t is not TaskType.INDUCTION for t in TASK_TYPES}
+    for t, writes_program in types.items():
+        mine = [(f, x) for f, x in pairs if f.counted and f.task_type == t and f.valid]
         novel = [(f, x) for f, x in mine if x.novel]
         m[f"novel_tasks/{t}"] = len(novel)
         behind = {x.program_key: x for _, x in novel}  # the distinct programs of the novel tasks
         m[f"novel_task_programs/{t}"] = len(behind)
-        if t is TaskType.INDUCTION:
+        if not writes_program:
             programs = behind  # induction's program is a buffered one: its novel tasks' programs stand in
         else:
             programs = {x.program_key: x for _, x in mine if x.novel_program}

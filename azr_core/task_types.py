@@ -16,7 +16,8 @@ from enum import StrEnum
 
 
 class TaskType(StrEnum):
-    """What the solver is given and what it must produce."""
+    """The built-in task types: what the solver is given and what it must produce. A run may enable further types
+    (azr_core.algo.types); a task's `task_type` is then that type's name, a plain string."""
 
     DEDUCTION = "deduction"  # program + input -> output
     ABDUCTION = "abduction"  # program + output -> an input
@@ -32,13 +33,28 @@ class Role(StrEnum):
 
 TASK_TYPES: tuple[TaskType, ...] = tuple(TaskType)
 ROLES: tuple[Role, ...] = tuple(Role)
-#: The six (role, task type) groups of TRR++: each has its own baseline and normalisation.
+#: The six (role, task type) groups of TRR++ over the built-in types: each has its own baseline and normalisation.
 GROUPS: tuple[tuple[Role, TaskType], ...] = tuple((r, t) for r in ROLES for t in TASK_TYPES)
 
 #: The zero triplet that seeds every buffer: the identity function on one input (as in the paper).
 SEED_PROGRAM = "def f(x):\n    return x"
 SEED_INPUT = "'Hello World'"
 SEED_OUTPUT = "'Hello World'"
+
+
+def type_name(task_type: TaskType | str) -> TaskType | str:
+    """A built-in type's name as its `TaskType` member (so `is` comparisons hold), any other name as it is.
+
+    >>> type_name("induction") is TaskType.INDUCTION, type_name("typeof")
+    (True, 'typeof')
+    """
+    name = str(task_type)
+    if not name:
+        raise ValueError("a task type needs a name")
+    return TaskType(name) if name in _BUILTIN else name
+
+
+_BUILTIN = frozenset(t.value for t in TaskType)
 
 
 def fingerprint(task_type: TaskType | str, program: str, inputs: list[str] | tuple[str, ...]) -> str:
@@ -54,9 +70,9 @@ def fingerprint(task_type: TaskType | str, program: str, inputs: list[str] | tup
     (True, False)
     """
     items = [s.strip() for s in inputs]
-    if TaskType(task_type) is TaskType.INDUCTION:
+    if type_name(task_type) is TaskType.INDUCTION:
         items = sorted(set(items))
-    payload = json.dumps([str(TaskType(task_type)), program.strip(), items], ensure_ascii=False)
+    payload = json.dumps([str(type_name(task_type)), program.strip(), items], ensure_ascii=False)
     return _short_id(hashlib.sha256(payload.encode("utf-8")).digest())
 
 
@@ -86,7 +102,7 @@ class Task:
     whose commit added it; the seed triplet has iteration 0.
     """
 
-    task_type: TaskType
+    task_type: TaskType | str
     program: str
     input: str | None = None  # deduction / abduction: call arguments text
     output: str | None = None  # deduction / abduction: repr of f(input)
@@ -101,7 +117,7 @@ class Task:
     task_id: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "task_type", TaskType(self.task_type))
+        object.__setattr__(self, "task_type", type_name(self.task_type))
         if not self.task_id:
             object.__setattr__(self, "task_id", fingerprint(self.task_type, self.program, self.all_inputs))
 
@@ -114,7 +130,8 @@ class Task:
 
 
 def seed_tasks() -> list[Task]:
-    """The zero triplet for each buffer: identity on one input (induction gets it as one shown pair, one held out).
+    """The zero triplet for each built-in type's buffer: identity on one input (induction gets it as one shown pair,
+    one held out). A run's seeds are its enabled types' `zero_tasks` (azr_core.algo.types), these for the built-ins.
 
     The induction buffer needs a held-out pair to grade on, so its seed uses the identity with two inputs.
     """

@@ -110,4 +110,10 @@ def test_degenerate_groups_give_zero_never_nan():
     with pytest.raises(ValueError, match="finite"):
         group_normalize([float("nan"), 1.0], ["a", "a"])
     with pytest.raises(ValueError):
-        trr_advantages([1.0], ["solve"], ["nope"])
+        trr_advantages([1.0], ["nope"], ["deduction"])  # roles are the two of self-play
+
+
+def test_a_registered_type_of_ones_own_is_its_own_group():
+    # task types are names (azr_core.algo.types): a fourth type gets its own baseline, apart from deduction's
+    adv = trr_advantages([1.0, 0.0, 1.0, 1.0], ["solve"] * 4, ["deduction", "deduction", "typeof", "typeof"])
+    assert adv == [1.0, -1.0, 0.0, 0.0]

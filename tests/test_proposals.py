@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import azr_core.algo.types.induction as induction_mod
+import azr_core.candidates as candidates_mod
 import azr_core.proposals as proposals_mod
 import azr_core.task_types as task_types_mod
 from azr_core.proposals import (
@@ -267,10 +269,9 @@ def test_grade_requests_use_only_what_grading_needs():
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(proposals_mod)
-    assert result.attempted > 0 and result.failed == 0
-    result = doctest.testmod(task_types_mod)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (proposals_mod, task_types_mod, candidates_mod, induction_mod):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 def test_an_empty_answer_is_wrong_or_with_the_setting_a_format_error():

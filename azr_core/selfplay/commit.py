@@ -11,11 +11,11 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from azr_core.algo.types import get as task_type_spec
 from azr_core.proposer_measures import Novelty, ProposalFacts, ProposalMeasures, measure_proposals, proposer_metrics
 from azr_core.selfplay.records import IterationRecord, ProposalRollout, SolveRollout, Updated, reason_category, share
 from azr_core.selfplay.session import Session, log
 from azr_core.store import task_to_row
-from azr_core.task_types import TASK_TYPES
 
 
 def commit(s: Session, updated: Updated) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def commit(s: Session, updated: Updated) -> dict[str, Any]:
         "model_version": version,
         "tracking_s": round(seconds["tracking"], 3),
         "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "buffer_sizes": {str(t): s.buffers.size(t) for t in TASK_TYPES},
+        "buffer_sizes": {str(t.name): s.buffers.size(t.name) for t in s.types},
     }
 
 
@@ -178,7 +178,7 @@ def measure_iteration(s: Session, rec: IterationRecord) -> tuple[dict[str, Propo
     novelty.add_tasks(rec.seed_tasks)  # seeding buffers each program twice (deduction and abduction)
     train = [_facts(p) for p in rec.proposals]
     measured += measure_proposals(train, novelty, cache)
-    metrics = proposer_metrics(seed + train, measured)
+    metrics = proposer_metrics(seed + train, measured, {t.name: t.proposes_program for t in s.types})
     metrics["seconds/proposer_measures"] = time.perf_counter() - t0
     return {p.proposal_id: x for p, x in zip(rec.all_proposals, measured, strict=True)}, metrics
 
@@ -186,27 +186,28 @@ def measure_iteration(s: Session, rec: IterationRecord) -> tuple[dict[str, Propo
 def _facts(p: ProposalRollout) -> ProposalFacts:
     task = p.outcome.task if p.valid and p.outcome else None
     refs = tuple(t.program for t in p.references)
-    return ProposalFacts(p.task_type, task, refs, p.solve_rate, counted=p.stage == "propose")
+    writes = task_type_spec(p.task_type).proposes_program
+    return ProposalFacts(p.task_type, task, refs, p.solve_rate, counted=p.stage == "propose", writes_program=writes)
 
 
 def iteration_metrics(s: Session, rec: IterationRecord, proposer: dict[str, float] | None = None) -> dict[str, float]:
     """Flat named metrics of one iteration (Parquet `iterations.metrics` and MLflow share the names). Buffer sizes
     are taken after the iteration's own additions. `proposer`: the proposer measures' metrics (`measure_iteration`)."""
     m: dict[str, float] = dict(proposer or {})
-    for t in TASK_TYPES:
-        mine = [p for p in rec.proposals if p.task_type is t]
+    for t in (spec.name for spec in s.types):
+        mine = [p for p in rec.proposals if p.task_type == t]
         m[f"proposals/{t}"] = len(mine)
         m[f"valid_rate/{t}"] = share(p.valid for p in mine)
         m[f"format_rate/propose/{t}"] = share(p.format_ok for p in mine)
         m[f"distinct_new_rate/{t}"] = share(p.valid and not p.duplicate for p in mine)
         for reason, n in Counter(reason_category(p.outcome.reason) for p in mine if p.outcome and not p.valid).items():
             m[f"invalid/{t}/{reason}"] = n
-        m[f"new_tasks/{t}"] = sum(1 for x in rec.new_tasks if x.task_type is t)
+        m[f"new_tasks/{t}"] = sum(1 for x in rec.new_tasks if x.task_type == t)
         m[f"buffer_size/{t}"] = s.buffers.size(t)
-        solves = [x for x in rec.solves if x.task.task_type is t]
+        solves = [x for x in rec.solves if x.task.task_type == t]
         m[f"solve_accuracy/{t}"] = share(x.correct for x in solves)  # the reward's verdict
         m[f"format_rate/solve/{t}"] = share(x.format_ok for x in solves)
-        probes = [x for x in rec.probes if x.task.task_type is t]
+        probes = [x for x in rec.probes if x.task.task_type == t]
         if probes:
             m[f"learnability_accuracy/{t}"] = share(x.correct for x in probes)
     m["attempts"] = rec.attempts

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from azr_core.algo.types import enabled
 from azr_core.config import AZRConfig
 from azr_core.executor import Executor
 from azr_core.policy.interface import Policy
@@ -38,7 +39,9 @@ class Session:
         self.cfg = cfg
         self.run_dir = Path(cfg.run.run_dir).resolve()
         self.flow_run_id = flow_run_id  # the Prefect flow run: tags the model versions it registers
-        self.store = open_run(self.run_dir, cfg)  # takes the lock, removes uncommitted rows, commits the seeds
+        self.types = enabled(cfg.selfplay.task_types)  # the run's task types, in order (azr_core.algo.types)
+        zero = [t for spec in self.types for t in spec.zero_tasks()]
+        self.store = open_run(self.run_dir, cfg, zero)  # takes the lock, removes uncommitted rows, commits the seeds
         try:
             with connect(self.run_dir) as con:
                 self.buffers = TaskBuffers.from_connection(con)

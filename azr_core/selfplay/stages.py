@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Container
+from collections.abc import Container, Sequence
 from typing import TYPE_CHECKING
 
 from azr_core.advantages import trr_advantages
+from azr_core.algo.types import TaskTypeSpec
+from azr_core.algo.types import get as task_type_spec
 from azr_core.policy.trainer.schedule import run_update
 from azr_core.prompts import proposer_messages, render, response_prefill, solver_messages
 from azr_core.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
@@ -36,9 +38,15 @@ from azr_core.task_types import TASK_TYPES, Task, TaskType
 if TYPE_CHECKING:
     from azr_core.selfplay.session import Session
 
-#: The order of the six TRR++ groups in the update batch (proposer groups, then solver groups, by type), which is
-#: also how the batch is cut into mini-batches.
-GROUP_ORDER = [f"{role}/{t}" for role in ("propose", "solve") for t in TASK_TYPES]
+
+def group_order(types: Sequence[str] = TASK_TYPES) -> list[str]:
+    """The order of the TRR++ groups in the update batch (proposer groups, then solver groups, by type in the run's
+    order), which is also how the batch is cut into mini-batches."""
+    return [f"{role}/{t}" for role in ("propose", "solve") for t in types]
+
+
+#: The six groups of the built-in types, in order.
+GROUP_ORDER = group_order()
 
 
 # ---- the stages ---------------------------------------------------------------------------------------------------
@@ -46,32 +54,31 @@ GROUP_ORDER = [f"{role}/{t}" for role in ("propose", "solve") for t in TASK_TYPE
 
 def seed(s: Session, iteration: int) -> Seeded:
     """Seeding, once, before the first training iteration: the current model proposes with no update, and each valid
-    task joins the seed set (the buffers) at once, so later rounds draw references from it. Deduction and abduction
-    share the set; then induction proposals take their programs from it. Bounded by quota and rounds."""
+    task joins the seed set (the buffers) at once, so later rounds draw references from it. The types whose seed role
+    is "programs" (deduction, abduction) share the set; then the "inputs" types (induction) take their programs from
+    it. Bounded by quota and rounds."""
     start = time.perf_counter()
     if iteration != 1 or s.cfg.buffers.seed_max_rounds == 0:
         return Seeded(iteration, [], [], 0, 0.0)  # a bounded phase: never paid again
     b, proposals, tasks, rounds = s.cfg.buffers, [], [], 0
-    half = [TaskType.DEDUCTION, TaskType.ABDUCTION]
-    for phase in ("programs", "induction"):
-        for _ in range(b.seed_max_rounds):
-            have = s.buffers.size(TaskType.DEDUCTION if phase == "programs" else TaskType.INDUCTION)
-            if have >= b.seed_quota:
+    sharing = [t for t in s.types if t.seed_role == "programs"]
+    for phase in ("programs", "inputs"):
+        mine = [t for t in s.types if t.seed_role == phase]
+        for _ in range(b.seed_max_rounds if mine else 0):
+            if s.buffers.size(mine[0].name) >= b.seed_quota:
                 break
-            if phase == "programs":  # alternate deduction- and abduction-style prompts, as the reference's rounds
-                types = [half[k % 2] for k in range(b.seed_round_size)]
-            else:
-                types = [TaskType.INDUCTION] * b.seed_round_size
+            # alternate the phase's types (deduction- and abduction-style prompts, as the reference's rounds)
+            types = [mine[k % len(mine)].name for k in range(b.seed_round_size)]
             made, _ = _propose_round(s, types, "seed")
             _validate(s, made, iteration)
             for p in made:
                 if p.valid and not p.duplicate and p.outcome and p.outcome.task:
-                    for t in _seed_tasks(p.outcome.task):
+                    for t in _seed_tasks(p.outcome.task, sharing):
                         if s.buffers.add(t):  # joins the seed set now: the next round may draw it
                             tasks.append(t)
             proposals += made
             rounds += 1
-    sizes = {str(t): s.buffers.size(t) for t in TASK_TYPES}
+    sizes = {str(t.name): s.buffers.size(t.name) for t in s.types}
     return Seeded(iteration, proposals, tasks, rounds, time.perf_counter() - start, sizes)
 
 
@@ -82,7 +89,7 @@ def propose(s: Session, previous: Seeded | Rewarded) -> Proposed:
     start = time.perf_counter()
     earlier = previous if isinstance(previous, Rewarded) else None
     seeded = earlier.solved.validated.proposed.seeded if earlier else previous
-    types = [t for t in TASK_TYPES for _ in range(s.cfg.selfplay.batch_per_group)]
+    types = [t.name for t in s.types for _ in range(s.cfg.selfplay.batch_per_group)]
     proposals, filtered = _propose_round(s, types, "propose")
     return Proposed(seeded, proposals, filtered, time.perf_counter() - start, earlier)
 
@@ -106,8 +113,8 @@ def solve(s: Session, validated: Validated) -> Solved:
     distinct task among the valid proposals (duplicates share their task's estimate, never steal it)."""
     start = time.perf_counter()
     cfg = s.cfg.selfplay
-    batch = [t for task_type in TASK_TYPES for t in s.buffers.solver_batch(task_type, cfg.batch_per_group, s.rng,
-                                                                            validated.new_tasks)]  # fmt: skip
+    batch = [t for spec in s.types for t in s.buffers.solver_batch(spec.name, cfg.batch_per_group, s.rng,
+                                                                    validated.new_tasks)]  # fmt: skip
     probe_tasks = list({p.task_id: p.outcome.task for p in validated.proposals if p.valid and p.outcome}.values())
     rounds = [(batch, "solve", s.cfg.rollout.n), (probe_tasks, "learnability", cfg.learnability_rollouts)]
     (solves, probes), filtered = _solve_rounds(s, rounds)
@@ -139,17 +146,18 @@ def _score(s: Session, solved: Solved) -> None:
         rates = verdicts.get(p.task_id or "", []) if p.valid else []
         p.n_solves, p.solve_rate = len(rates), learnability(rates)
         task = p.outcome.task if p.valid and p.outcome else None
-        p.program_known = bool(known_programs and task and p.task_type is not TaskType.INDUCTION
+        p.program_known = bool(known_programs and task and task_type_spec(p.task_type).proposes_program
                                and program_key(task.program) in known_programs)  # fmt: skip
         p.reward, p.reward_part = compose(PROPOSER_PARTS, p, r)
 
 
 def _advantages(s: Session, solved: Solved) -> list[Rollout]:
     """TRR++ advantages over one batch: this attempt's proposals and solves with the earlier attempts' rollouts
-    (whose groups were all degenerate alone), in GROUP_ORDER."""
+    (whose groups were all degenerate alone), in `group_order` of the run's types."""
     earlier = solved.validated.proposed.earlier
+    order = group_order([t.name for t in s.types])
     batch: list[Rollout] = sorted([*(earlier.batch if earlier else []), *solved.validated.proposals, *solved.solves],
-                                  key=lambda b: GROUP_ORDER.index(b.group))  # fmt: skip
+                                  key=lambda b: order.index(b.group))  # fmt: skip
     advantages = trr_advantages(
         [float(b.reward or 0.0) for b in batch],
         [b.group.split("/")[0] for b in batch],
@@ -187,17 +195,15 @@ def _prompt(s: Session, messages: list[dict[str, str]], role: str, task_type: Ta
     return render(s.tokenizer, messages, prefill=prefill, template=cfg.prompt_template)
 
 
-def _propose_round(s: Session, types: list[TaskType], stage: str) -> tuple[list[ProposalRollout], int]:
-    """Proposer prompts (K references from the type's buffer; induction: one program), rollout.n completions each,
-    parsed. Returns the proposals and the number of prompts dropped as too long."""
+def _propose_round(s: Session, types: list[TaskType | str], stage: str) -> tuple[list[ProposalRollout], int]:
+    """Proposer prompts (what each type's `references` draws: K references from the type's buffer; induction: one
+    program), rollout.n completions each, parsed. Returns the proposals and the number of prompts dropped as too
+    long."""
     cfg = s.cfg.selfplay
-    plans: list[tuple[TaskType, list[Task]]] = []
+    distinct = cfg.reference_sampling == "distinct_programs"
+    plans: list[tuple[TaskType | str, list[Task]]] = []
     for task_type in types:
-        if task_type is TaskType.INDUCTION:
-            refs = [s.buffers.sample_program(s.rng)]
-        else:
-            distinct = cfg.reference_sampling == "distinct_programs"
-            refs = s.buffers.sample_references(task_type, cfg.references_k, s.rng, distinct_programs=distinct)
+        refs = task_type_spec(task_type).references(s.buffers, s.rng, k=cfg.references_k, distinct_programs=distinct)
         plans.append((task_type, refs))
     prompts = [
         _prompt(
@@ -263,12 +269,12 @@ def _validate(s: Session, proposals: list[ProposalRollout], iteration: int, know
     return list(fresh.values())
 
 
-def _seed_tasks(task: Task) -> list[Task]:
-    """A valid seed program joins the shared seed set: as a deduction and an abduction task (the same triplet)."""
-    if task.task_type is TaskType.INDUCTION:
+def _seed_tasks(task: Task, sharing: Sequence[TaskTypeSpec]) -> list[Task]:
+    """A valid seed program joins the shared seed set: as a task of each type that shares it (deduction and
+    abduction: the same triplet). Any other seed task joins as it is."""
+    if not any(t.name == task.task_type for t in sharing):
         return [task]
-    return [Task(t, task.program, task.input, task.output, iteration=task.iteration, proposal_id=task.proposal_id,
-                 reference_ids=task.reference_ids) for t in (TaskType.DEDUCTION, TaskType.ABDUCTION)]  # fmt: skip
+    return [t.from_seed(task) for t in sharing]
 
 
 def _solve_round(s: Session, tasks: list[Task], purpose: str, n: int) -> tuple[list[SolveRollout], int]:

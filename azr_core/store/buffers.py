@@ -15,6 +15,9 @@ import duckdb
 
 from azr_core.task_types import TASK_TYPES, Task, TaskType
 
+#: Where an induction proposal's program comes from: these buffers, else the induction buffer.
+PROGRAM_SOURCES = (TaskType.DEDUCTION, TaskType.ABDUCTION)
+
 
 def task_to_row(task: Task) -> dict[str, Any]:
     """A Task as a row of the `tasks` table (the iteration is the partition, not a column)."""
@@ -37,7 +40,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
 def row_to_task(row: Mapping[str, Any]) -> Task:
     """A `tasks` row (with its `iteration`) back into a Task."""
     return Task(
-        task_type=TaskType(row["task_type"]),
+        task_type=row["task_type"],
         program=row["program"],
         input=row.get("input"),
         output=row.get("output"),
@@ -54,10 +57,11 @@ def row_to_task(row: Mapping[str, Any]) -> Task:
 
 
 class TaskBuffers:
-    """One buffer per task type, with exact-duplicate detection across all of them and no size cap."""
+    """One buffer per task type (the built-in ones and any other a task names), with exact-duplicate detection across
+    all of them and no size cap."""
 
     def __init__(self, tasks: Iterable[Task] = ()) -> None:
-        self._by_type: dict[TaskType, list[Task]] = {t: [] for t in TASK_TYPES}
+        self._by_type: dict[str, list[Task]] = {t: [] for t in TASK_TYPES}
         self._ids: set[str] = set()
         self._unkeyed: list[Task] = []  # added since the last `novelty_index`
         self._program_first: dict[str, int] = {}
@@ -77,7 +81,7 @@ class TaskBuffers:
         if task.task_id in self._ids:
             return False
         self._ids.add(task.task_id)
-        self._by_type[task.task_type].append(task)
+        self._by_type.setdefault(task.task_type, []).append(task)
         self._unkeyed.append(task)
         return True
 
@@ -114,11 +118,11 @@ class TaskBuffers:
 
     def size(self, task_type: TaskType | str) -> int:
         """Number of tasks of one type."""
-        return len(self._by_type[TaskType(task_type)])
+        return len(self._by_type.get(str(task_type), ()))
 
     def tasks(self, task_type: TaskType | str) -> list[Task]:
         """The tasks of one type, oldest first (a copy)."""
-        return list(self._by_type[TaskType(task_type)])
+        return list(self._by_type.get(str(task_type), ()))
 
     def sample_references(
         self, task_type: TaskType | str, k: int, rng: random.Random, *, distinct_programs: bool = False
@@ -129,7 +133,7 @@ class TaskBuffers:
         drawn uniformly among the buffer's programs and then one of its tasks, so a program buffered with many inputs
         is not shown K times. For induction the proposer needs one program instead: see `sample_program`.
         """
-        pool = self._by_type[TaskType(task_type)]
+        pool = self._by_type.get(str(task_type), [])
         if not distinct_programs:
             return rng.sample(pool, min(k, len(pool)))
         by_program: dict[str, list[Task]] = {}
@@ -138,11 +142,14 @@ class TaskBuffers:
         groups = rng.sample(list(by_program.values()), min(k, len(by_program)))
         return [rng.choice(g) for g in groups]
 
-    def sample_program(self, rng: random.Random) -> Task:
-        """The reference program of an induction proposal: one task from the deduction and abduction buffers."""
-        pool = self._by_type[TaskType.DEDUCTION] + self._by_type[TaskType.ABDUCTION]
+    def sample_program(
+        self, rng: random.Random, sources: Sequence[str] = PROGRAM_SOURCES, fallback: str = TaskType.INDUCTION
+    ) -> Task:
+        """The reference program of an induction proposal: one task from the `sources` buffers (deduction and
+        abduction), or from the `fallback` buffer when they are empty."""
+        pool = [t for name in sources for t in self._by_type.get(str(name), ())]
         if not pool:
-            pool = self._by_type[TaskType.INDUCTION]
+            pool = list(self._by_type.get(str(fallback), ()))
         if not pool:
             raise LookupError("the buffers hold no program to build an induction proposal on")
         return rng.choice(pool)
@@ -154,8 +161,8 @@ class TaskBuffers:
         the buffer without replacement; when the buffer holds fewer tasks than `size`, it is sampled again (with
         replacement) so the group keeps its size. Empty only when the buffer is empty.
         """
-        task_type = TaskType(task_type)
-        fresh = sorted((t for t in new_tasks if t.task_type is task_type), key=lambda t: -t.iteration)
+        task_type = str(task_type)
+        fresh = sorted((t for t in new_tasks if t.task_type == task_type), key=lambda t: -t.iteration)
         batch: list[Task] = []
         seen: set[str] = set()
         for t in fresh:
@@ -164,9 +171,10 @@ class TaskBuffers:
             if t.task_id not in seen:
                 batch.append(t)
                 seen.add(t.task_id)
-        pool = [t for t in self._by_type[task_type] if t.task_id not in seen]
+        held = self._by_type.get(task_type, [])
+        pool = [t for t in held if t.task_id not in seen]
         batch += rng.sample(pool, min(size - len(batch), len(pool)))
-        everything = self._by_type[task_type] or batch
+        everything = held or batch
         while len(batch) < size and everything:
             batch.append(rng.choice(everything))
         return batch

@@ -47,10 +47,11 @@ from azr_core.store.layout import (
 from azr_core.store.schema import BLOOM_COLUMNS, SCHEMA_VERSION, SORTED_TABLES, TABLES, to_arrow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from azr_core.config import AZRConfig
     from azr_core.store.config import StoreConfig
+    from azr_core.task_types import Task
 
 
 class IterationWriter:
@@ -261,11 +262,12 @@ def _read_holder(fd: int) -> str:
         return "holder unknown"
 
 
-def open_run(run_dir: str | Path, config: AZRConfig | None = None) -> RunStore:
+def open_run(run_dir: str | Path, config: AZRConfig | None = None, seeds: Sequence[Task] | None = None) -> RunStore:
     """Open (or create) a run folder for writing: save the resolved config, recover, commit the seed iteration.
 
-    Iteration 0 holds the zero triplets (one per task type) and a `seed` row in `iterations`; it is committed once,
-    when the folder is new, so a resumed run finds its buffers seeded.
+    Iteration 0 holds the zero triplets (`seeds`: one or more per enabled task type; None: the built-in types') and a
+    `seed` row in `iterations`; it is committed once, when the folder is new, so a resumed run finds its buffers
+    seeded.
     """
     from azr_core.store.buffers import task_to_row
     from azr_core.task_types import seed_tasks
@@ -275,11 +277,12 @@ def open_run(run_dir: str | Path, config: AZRConfig | None = None) -> RunStore:
         if config is not None:
             save_session_config(config, store.run_dir, fsync=store.config.fsync)
         if store.committed is None:
+            zero = list(seeds) if seeds is not None else seed_tasks()
             now = datetime.now(UTC)
             seed_row = {"stage": "seed", "step": 0, "started_at": now, "finished_at": now, "wall_s": 0.0,
-                        "metrics": {"tasks_added": 3.0}}  # fmt: skip
+                        "metrics": {"tasks_added": float(len(zero))}}  # fmt: skip
             with store.begin(0) as w:
-                w.write("tasks", [task_to_row(t) for t in seed_tasks()])
+                w.write("tasks", [task_to_row(t) for t in zero])
                 w.write("iterations", [seed_row])
                 w.commit()
     except BaseException:
