@@ -30,8 +30,8 @@ def _log(summary: dict[str, Any]) -> None:
 
 class Handoff:
     """A stage's result on its way to the next task. A plain object, not a dataclass: Prefect links a task to the
-    results it finds in its inputs, and it walks into dataclasses, where every stage result holds all the earlier
-    ones; a handoff links each task to the one before it only."""
+    results it finds in its inputs, and it walks into dataclasses, where a stage result holds the one before it and
+    the iteration's whole batch; a handoff links each task to the one before it only."""
 
     __slots__ = ("value",)
 

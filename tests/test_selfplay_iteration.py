@@ -316,6 +316,11 @@ def test_a_batch_with_no_live_group_is_sampled_again_and_joins_the_next(tmp_path
         assert {id(b) for b in first.batch} <= {id(b) for b in second.batch}
         for group in second.live_groups:
             assert abs(sum(b.advantage for b in second.batch if b.group == group)) < 1e-9
+        # one accumulating batch per iteration, which each attempt appends to (no chain of earlier results)
+        whole = second.solved.validated.proposed.batch
+        assert whole is first.solved.validated.proposed.batch and whole.attempt == 2
+        assert whole.rollouts is second.batch and len(whole.proposals) == 2 * 3 * 3
+        assert whole.probes[: len(first.solved.probes)] == first.solved.probes
         # a task new in the first attempt is a duplicate in the second, never a second new task
         (x3,) = [t for t in first.solved.validated.new_tasks if t.task_type == "deduction"]
         again = [p for p in second.solved.validated.proposals if p.task_id == x3.task_id]

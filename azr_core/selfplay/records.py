@@ -1,7 +1,9 @@
 """What the stages of one iteration hand each other: rollouts, and one typed result per stage.
 
 Each stage takes the result of the stage before and returns its own (`Seeded` -> `Proposed` -> `Validated` ->
-`Solved` -> `Rewarded` -> `Updated`); the commit stage flattens the chain into an `IterationRecord` and writes it.
+`Solved` -> `Rewarded` -> `Updated`). The iteration's rollouts also accumulate in one `IterationBatch`, which each
+stage appends its part to, across the attempts of an iteration whose batch was sampled again; the commit stage writes
+it as an `IterationRecord`.
 A rollout is filled in as it moves on (outcome, verdict, reward, advantage), and proposals meet their rollouts by id.
 A crash before commit loses only these objects: the store removes the iteration's partial rows on resume.
 """
@@ -111,29 +113,45 @@ class Seeded:
 
 
 @dataclass
-class Proposed:
-    """The iteration's proposals, parsed (not yet run). `earlier`: the attempt before this one, when its batch had
-    no live group and was sampled again (selfplay.degenerate_retries); this attempt's rollouts join its batch."""
+class IterationBatch:
+    """Everything one iteration sampled, appended to by each stage as it finishes, over all its attempts: a batch
+    with no live group is sampled again (selfplay.degenerate_retries) and the new rollouts join this one batch, whose
+    advantages are then computed together. `rollouts` is the batch the update trains on, in group order."""
 
     seeded: Seeded
-    proposals: list[ProposalRollout]
-    filtered_prompts: int  # proposer prompts over selfplay.max_prompt_tokens: dropped, not truncated
-    seconds: float
-    earlier: Rewarded | None = None
+    attempt: int = 0  # 1 for the iteration's first batch, 2 for its first resample, ...
+    proposals: list[ProposalRollout] = field(default_factory=list)
+    new_tasks: list[Task] = field(default_factory=list)
+    solves: list[SolveRollout] = field(default_factory=list)
+    probes: list[SolveRollout] = field(default_factory=list)
+    rollouts: list[Rollout] = field(default_factory=list)
+    filtered_prompts: dict[str, int] = field(default_factory=lambda: {"propose": 0, "solve": 0})
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"propose": 0.0, "execute_validate": 0.0, "solve": 0.0, "reward": 0.0}
+    )
 
     @property
     def iteration(self) -> int:
         return self.seeded.iteration
 
+
+@dataclass
+class Proposed:
+    """This attempt's proposals, parsed (not yet run); `batch` is the iteration's, which they have joined."""
+
+    batch: IterationBatch
+    proposals: list[ProposalRollout]
+    filtered_prompts: int  # proposer prompts over selfplay.max_prompt_tokens: dropped, not truncated
+    seconds: float
+
+    @property
+    def iteration(self) -> int:
+        return self.batch.iteration
+
     @property
     def attempt(self) -> int:
         """1 for the iteration's first batch, 2 for its first resample, ..."""
-        return len(self.earlier_attempts) + 1
-
-    @property
-    def earlier_attempts(self) -> list[Rewarded]:
-        """The iteration's attempts before this one, oldest first (none for its first batch)."""
-        return self.earlier.attempts() if self.earlier else []
+        return self.batch.attempt
 
     def summary(self) -> dict[str, Any]:
         return _summary(
@@ -233,10 +251,6 @@ class Rewarded:
         """The TRR++ groups with some non-zero advantage: where the update gets a gradient."""
         return sorted({b.group for b in self.batch if b.advantage})
 
-    def attempts(self) -> list[Rewarded]:
-        """This attempt and the earlier ones of the iteration, oldest first."""
-        return [*self.solved.validated.proposed.earlier_attempts, self]
-
     def summary(self) -> dict[str, Any]:
         solves = self.solved.solves
         proposals = self.solved.validated.proposals
@@ -301,36 +315,22 @@ class IterationRecord:
 
     @classmethod
     def of(cls, u: Updated) -> IterationRecord:
-        attempts = u.rewarded.attempts()  # one, unless a batch with no live group was sampled again
-        rs = [r.solved for r in attempts]
-        vs = [s.validated for s in rs]
-        ps = [v.proposed for v in vs]
-        seeded = ps[0].seeded
+        b = u.rewarded.solved.validated.proposed.batch  # every attempt's rollouts (one, unless resampled)
         return cls(
             iteration=u.iteration,
-            seed_proposals=seeded.proposals,
-            proposals=[x for p in ps for x in p.proposals],
-            seed_tasks=seeded.tasks,
-            new_tasks=[t for v in vs for t in v.new_tasks],
-            solves=[x for s in rs for x in s.solves],
-            probes=[x for s in rs for x in s.probes],
+            seed_proposals=b.seeded.proposals,
+            proposals=list(b.proposals),
+            seed_tasks=b.seeded.tasks,
+            new_tasks=list(b.new_tasks),
+            solves=list(b.solves),
+            probes=list(b.probes),
             batch=u.rewarded.batch,
-            filtered_prompts={
-                "propose": sum(p.filtered_prompts for p in ps),
-                "solve": sum(s.filtered_prompts for s in rs),
-            },  # fmt: skip
+            filtered_prompts=dict(b.filtered_prompts),
             train_metrics=u.train_metrics,
             step=u.step,
             checkpoint_id=u.checkpoint_id,
-            stage_seconds={
-                "seed": seeded.seconds,
-                "propose": sum(p.seconds for p in ps),
-                "execute_validate": sum(v.seconds for v in vs),
-                "solve": sum(s.seconds for s in rs),
-                "reward": sum(r.seconds for r in attempts),
-                "update": u.seconds,
-            },
-            attempts=len(attempts),
+            stage_seconds={"seed": b.seeded.seconds, **b.seconds, "update": u.seconds},
+            attempts=b.attempt,
         )
 
     @property

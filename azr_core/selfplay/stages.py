@@ -21,6 +21,7 @@ from azr_core.proposer_measures import program_key
 from azr_core.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
 from azr_core.rewards import learnability
 from azr_core.selfplay.records import (
+    IterationBatch,
     ProposalRollout,
     Proposed,
     Rewarded,
@@ -87,19 +88,27 @@ def propose(s: Session, previous: Seeded | Rewarded) -> Proposed:
     from the deduction/abduction buffers), rollout.n completions each, parsed. After a `Rewarded` (an attempt whose
     batch had no live group), this is the iteration's next attempt: its rollouts will join that batch."""
     start = time.perf_counter()
-    earlier = previous if isinstance(previous, Rewarded) else None
-    seeded = earlier.solved.validated.proposed.seeded if earlier else previous
+    batch = previous.solved.validated.proposed.batch if isinstance(previous, Rewarded) else IterationBatch(previous)
     types = [t.name for t in s.types for _ in range(s.cfg.selfplay.batch_per_group)]
     proposals, filtered = _propose_round(s, types, "propose")
-    return Proposed(seeded, proposals, filtered, time.perf_counter() - start, earlier)
+    seconds = time.perf_counter() - start
+    batch.attempt += 1
+    batch.proposals += proposals
+    batch.filtered_prompts["propose"] += filtered
+    batch.seconds["propose"] += seconds
+    return Proposed(batch, proposals, filtered, seconds)
 
 
 def execute_validate(s: Session, proposed: Proposed) -> Validated:
     """Check and run every proposal in the sandbox; every one keeps its outcome (valid, or the reason why not)."""
     start = time.perf_counter()
-    known = {t.task_id for r in proposed.earlier_attempts for t in r.solved.validated.new_tasks}  # new before
+    batch = proposed.batch
+    known = {t.task_id for t in batch.new_tasks}  # new in an earlier attempt of the iteration
     new_tasks = _validate(s, proposed.proposals, proposed.iteration, known)
-    return Validated(proposed, new_tasks, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    batch.new_tasks += new_tasks
+    batch.seconds["execute_validate"] += seconds
+    return Validated(proposed, new_tasks, seconds)
 
 
 def resample(s: Session, rewarded: Rewarded) -> bool:
@@ -118,7 +127,13 @@ def solve(s: Session, validated: Validated) -> Solved:
     probe_tasks = list({p.task_id: p.outcome.task for p in validated.proposals if p.valid and p.outcome}.values())
     rounds = [(batch, "solve", s.cfg.rollout.n), (probe_tasks, "learnability", cfg.learnability_rollouts)]
     (solves, probes), filtered = _solve_rounds(s, rounds)
-    return Solved(validated, solves, probes, filtered, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    b = validated.proposed.batch
+    b.solves += solves
+    b.probes += probes
+    b.filtered_prompts["solve"] += filtered
+    b.seconds["solve"] += seconds
+    return Solved(validated, solves, probes, filtered, seconds)
 
 
 def reward(s: Session, solved: Solved) -> Rewarded:
@@ -128,7 +143,9 @@ def reward(s: Session, solved: Solved) -> Rewarded:
     _grade(s, solved.solves + solved.probes)
     _score(s, solved)
     batch = _advantages(s, solved)
-    return Rewarded(solved, batch, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    solved.validated.proposed.batch.seconds["reward"] += seconds
+    return Rewarded(solved, batch, seconds)
 
 
 def _score(s: Session, solved: Solved) -> None:
@@ -138,7 +155,7 @@ def _score(s: Session, solved: Solved) -> None:
     for x in solved.solves + solved.probes:
         x.reward, x.reward_part = compose(SOLVER_PARTS, x, r)
     verdicts: dict[str, list[float]] = defaultdict(list)
-    for x in [*(p for a in solved.validated.proposed.earlier_attempts for p in a.solved.probes), *solved.probes]:
+    for x in solved.validated.proposed.batch.probes:  # every attempt's, this one's last
         if not x.grade_crashed:  # a grading the sandbox lost says nothing about the task (the reference drops it)
             verdicts[x.task.task_id].append(1.0 if x.correct else 0.0)
     known_programs = s.buffers.novelty_index()[0] if r.known_program is not None else {}
@@ -154,10 +171,11 @@ def _score(s: Session, solved: Solved) -> None:
 def _advantages(s: Session, solved: Solved) -> list[Rollout]:
     """TRR++ advantages over one batch: this attempt's proposals and solves with the earlier attempts' rollouts
     (whose groups were all degenerate alone), in `group_order` of the run's types."""
-    earlier = solved.validated.proposed.earlier
+    whole = solved.validated.proposed.batch
     order = group_order([t.name for t in s.types])
-    batch: list[Rollout] = sorted([*(earlier.batch if earlier else []), *solved.validated.proposals, *solved.solves],
+    batch: list[Rollout] = sorted([*whole.rollouts, *solved.validated.proposals, *solved.solves],
                                   key=lambda b: order.index(b.group))  # fmt: skip
+    whole.rollouts = batch
     advantages = trr_advantages(
         [float(b.reward or 0.0) for b in batch],
         [b.group.split("/")[0] for b in batch],
