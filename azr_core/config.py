@@ -17,18 +17,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from azr_core.config_base import ConfigError, Section, explain
+from azr_core.common.config_base import ConfigError, Section, explain
 from azr_core.eval.config import QUICK_SUITE, eval_default
 from azr_core.executor.config import ExecutorConfig
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.profiles import PROFILES
 from azr_core.store.config import StoreConfig
+from azr_core.store.layout import RESOLVED_CONFIG_NAME  # noqa: F401 - the run folder's name for it, re-exported
 from azr_core.tracking_store import TrackingConfig
 
-RESOLVED_CONFIG_NAME = "config.yaml"
-
-
-_Section = Section  # the one strict rule of every section (azr_core/config_base.py)
+_Section = Section  # the one strict rule of every section (azr_core/common/config_base.py)
 
 
 class RunConfig(_Section):
@@ -194,7 +192,7 @@ class BuffersConfig(_Section):
     model proposes with no update; each valid task joins the seed set at once, so later seed prompts draw their
     references from it. Deduction and abduction share one seed set (as the reference); induction seeds take their
     programs from it. Every valid task is kept afterwards (exact duplicates aside): no cap. Solver batches take the
-    iteration's new tasks first, then fill uniformly (azr_core.store.buffers)."""
+    iteration's new tasks first, then fill uniformly (azr_core.algo.buffers)."""
 
     seed_quota: int = Field(
         256,
@@ -242,8 +240,8 @@ class RewardsConfig(_Section):
         None,
         description="Proposer: a valid deduction/abduction proposal whose program is already in the buffers with any "
         "input (the same program once comments, docstrings and layout are set aside: "
-        "azr_core.proposer_measures.program_key), a copy of a program rather than of a task. None: its learnability "
-        "reward (the paper and the reference). A deviation to measure against copying.",
+        "azr_core.algo.proposer_measures.program_key), a copy of a program rather than of a task. None: its "
+        "learnability reward (the paper and the reference). A deviation to measure against copying.",
     )
 
 

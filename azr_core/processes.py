@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from azr_core.store.atomic import atomic_write_text
+from azr_core.common.atomic import atomic_write_text
 
 
 def alive(proc: psutil.Process) -> bool:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 
+from azr_core.common.atomic import atomic_write_text
 from azr_core.crash_automation import CRASH_AFTER_S, CRASH_AUTOMATION, HEARTBEAT_S, crash_automation
 from azr_core.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
 from azr_core.stack_settings import (  # noqa: F401 - re-exported: the stack's settings are part of its API
@@ -45,7 +46,6 @@ from azr_core.stack_settings import (  # noqa: F401 - re-exported: the stack's s
     resolve_state_dir,
     telemetry_env,
 )
-from azr_core.store.atomic import atomic_write_text
 
 # Leases of deployment concurrency slots in files under PREFECT_HOME: the in-memory default forgets them on a server
 # restart, so a slot held then stays taken until the lease would have expired.

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from azr_core.store.atomic import atomic_write_text
+from azr_core.common.atomic import atomic_write_text
 from azr_core.tracking_store import (  # noqa: F401 - TrackingConfig and the URI are part of this API
     TrackingConfig,
     artifact_location,

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from azr_core.executor import Executor, ExecutorConfig  # noqa: E402
-from azr_core.values import LiteralError, parse_literal, values_equal  # noqa: E402
+from azr_core.lang.values import LiteralError, parse_literal, values_equal  # noqa: E402
 
 # Where the project's shared benchmark files live on the development machines; any copy works via the argument.
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "cruxeval_dev.jsonl"

@@ -31,7 +31,7 @@ TYPES = ("deduction", "abduction", "induction")
 
 def probe_tasks(path: Path, per_side: int):
     """The first `per_side` CRUXEval items as deduction (CRUXEval-O) and as abduction (CRUXEval-I) tasks."""
-    from azr_core.task_types import Task, TaskType
+    from azr_core.algo.tasks import Task, TaskType
 
     items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:per_side]
     ded = [Task(TaskType.DEDUCTION, it["code"], it["input"], it["output"]) for it in items]
@@ -46,11 +46,11 @@ def run_probe(cfg, model_dir: str | None, tasks, executor, max_new_tokens: int) 
 
     import torch
 
+    from azr_core.algo.prompts import render, response_prefill, solver_messages
+    from azr_core.algo.proposals import grade_request, parse_answer
+    from azr_core.algo.rewards import solver_reward
     from azr_core.policy.model import load_model, load_tokenizer, resolve_model_path
     from azr_core.policy.rollout.hf import HFBackend
-    from azr_core.prompts import render, response_prefill, solver_messages
-    from azr_core.proposals import grade_request, parse_answer
-    from azr_core.rewards import solver_reward
     from azr_core.selfplay.sampling import sample
 
     sp = cfg.selfplay
@@ -118,7 +118,7 @@ def iteration_table(run_dir: str) -> list[str]:
         head += [f"{k}:p_fmt", f"{k}:p_val", f"{k}:p_new", f"{k}:s_fmt", f"{k}:s_acc", f"{k}:r_prop", f"{k}:r_solve"]
     head += ["loss", "steps", "trained", "seed", "propose", "exec", "solve", "reward", "update", "upd:recomp",
              "upd:steps", "upd:ckpt"]  # fmt: skip
-    for t in TYPES:  # the proposer measures (azr_core/proposer_measures.py): novel tasks and programs, and so on
+    for t in TYPES:  # the proposer measures (azr_core/algo/proposer_measures.py): novel tasks and programs, and so on
         head += [f"{t[:3]}:{c}" for c in NOVELTY_COLUMNS]
     lines = ["\t".join(head)]
     for it, wall, m in rows:
@@ -151,7 +151,7 @@ NOVELTY_COLUMNS = ("novel", "nprog", "learn", "cplx", "ted")
 def novelty_summary(run_dir: str) -> list[str]:
     """Over the whole run, per type: novel tasks, the distinct programs behind them (canonical: comments aside),
     how many were learnable at birth, and the mean complexity and edit distance of the valid proposals."""
-    from azr_core.proposer_measures import learnable, program_key
+    from azr_core.algo.proposer_measures import learnable, program_key
     from azr_core.store import connect
 
     con = connect(run_dir)

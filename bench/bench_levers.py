@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_levers.py NAME=RUN_DIR[:LOG] ...   # LOG: the run's bench_learning output
 
 Per run, over its training iterations: validity of deduction / abduction / induction proposals, novel tasks of each
-type (canonical program with new input values: azr_core/proposer_measures.py), the distinct programs behind each
+type (canonical program with new input values: azr_core/algo/proposer_measures.py), the distinct programs behind each
 type's novel tasks, the deduction and abduction programs never buffered before (`novel_programs`), the share of
 novel tasks learnable at birth (0 < solve rate < 1), the mean cognitive complexity of novel deduction/abduction
 programs, the mean normalised AST edit distance of valid deduction/abduction proposals to their references,
@@ -27,7 +27,7 @@ TYPES = ("deduction", "abduction", "induction")
 
 
 def row(name: str, run_dir: str, log: str | None) -> list[str]:
-    from azr_core.proposer_measures import learnable, program_key
+    from azr_core.algo.proposer_measures import learnable, program_key
     from azr_core.store import connect
 
     con = connect(run_dir)
@@ -71,7 +71,7 @@ def why_columns(con) -> list[str]:
     """Why the proposer does or does not move: how many valid deduction/abduction proposals copy the program of one
     of the references shown to them (canonical program), and how many proposer groups (iteration x type) had every
     advantage zero, so their rewards, copy penalties included, pushed nothing."""
-    from azr_core.proposer_measures import program_key
+    from azr_core.algo.proposer_measures import program_key
 
     programs = dict(con.execute("SELECT task_id, program FROM tasks").fetchall())
     rows = con.execute(
@@ -93,9 +93,9 @@ def replay_novelty(con) -> tuple[list[tuple], dict[str, set[str]]]:
     """The proposals of a run folder with `novel` worked out as the commit does now: a valid training proposal whose
     task (canonical program, input values) neither the zero triplets, nor the tasks of earlier iterations, nor this
     iteration's seeding, nor an earlier proposal of its batch holds; and the programs never buffered before."""
-    from azr_core.proposer_measures import cognitive_complexity, program_key, task_keys
-    from azr_core.store.buffers import row_to_task
-    from azr_core.task_types import seed_tasks
+    from azr_core.algo.buffers import row_to_task
+    from azr_core.algo.proposer_measures import cognitive_complexity, program_key, task_keys
+    from azr_core.algo.tasks import seed_tasks
 
     cols = [c[0] for c in con.execute("SELECT * FROM tasks LIMIT 0").description]
     tasks = {}

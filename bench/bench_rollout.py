@@ -82,8 +82,8 @@ class FlopCounter:
 
 def buffers_and_tasks(n_items: int):
     """Buffers of CRUXEval programs (deduction and abduction tasks) and the solver tasks of one iteration."""
-    from azr_core.store.buffers import TaskBuffers
-    from azr_core.task_types import Task, TaskType
+    from azr_core.algo.buffers import TaskBuffers
+    from azr_core.algo.tasks import Task, TaskType
 
     items = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()][:n_items]
     ded = [Task(TaskType.DEDUCTION, it["code"], it["input"], it["output"]) for it in items]
@@ -99,8 +99,8 @@ def buffers_and_tasks(n_items: int):
 def run_stages(cfg, tok, policy, buffers, solve_tasks, learn_tasks, counter, seed: int, merged: bool) -> dict:
     """One propose stage and one solve stage (the solver batch, then learnability rollouts) as an iteration runs
     them; their times, tokens and FLOPs."""
+    from azr_core.algo.tasks import TASK_TYPES
     from azr_core.selfplay.stages import _propose_round, _solve_round, _solve_rounds
-    from azr_core.task_types import TASK_TYPES
 
     s = types.SimpleNamespace(cfg=cfg, tokenizer=tok, policy=policy, buffers=buffers, rng=random.Random(seed))
     out = {}

@@ -28,9 +28,9 @@ PROGRAMS = [
 
 def answers(tok, cfg, count: int):
     """(pieces, advantage) of `count` proposer answers, built as `_sample_skeleton` builds them."""
+    from azr_core.algo.prompts import block_opening, proposer_messages, render, response_prefill
+    from azr_core.algo.tasks import TaskType, seed_tasks
     from azr_core.policy.rollout.base import Completion
-    from azr_core.prompts import block_opening, proposer_messages, render, response_prefill
-    from azr_core.task_types import TaskType, seed_tasks
 
     refs = {t.task_type: t for t in seed_tasks()}
     out = []

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from azr_core.advantages import group_normalize, trr_advantages
-from azr_core.task_types import GROUPS
+from azr_core.algo.advantages import group_normalize, trr_advantages
+from azr_core.algo.tasks import GROUPS
 
 REWARD = st.floats(min_value=-1000, max_value=1000, allow_nan=False, allow_infinity=False)
 LABELS = st.sampled_from(range(6))

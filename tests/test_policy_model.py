@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError
 import pytest
 import torch
 
-from azr_core.parsing import extract_program
+from azr_core.lang.parsing import extract_program
 from azr_core.policy import model as model_mod
 from azr_core.policy.config import ModelConfig
 from azr_core.policy.model import (

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from azr_core.prompts import SYSTEM_PROMPT, THINK_PREFILL, proposer_messages, render, solver_messages
-from azr_core.task_types import Task, TaskType, seed_tasks
+from azr_core.algo.prompts import SYSTEM_PROMPT, THINK_PREFILL, proposer_messages, render, solver_messages
+from azr_core.algo.tasks import Task, TaskType, seed_tasks
 
 
 class FakeTokenizer:

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import azr_core.algo.candidates as candidates_mod
+import azr_core.algo.proposals as proposals_mod
+import azr_core.algo.tasks as task_types_mod
 import azr_core.algo.types.induction as induction_mod
-import azr_core.candidates as candidates_mod
-import azr_core.proposals as proposals_mod
-import azr_core.task_types as task_types_mod
-from azr_core.proposals import (
+from azr_core.algo.proposals import (
     FORMAT_REASON,
     Candidate,
     grade_request,
@@ -22,7 +22,7 @@ from azr_core.proposals import (
     split_induction_pairs,
     validate_candidates,
 )
-from azr_core.task_types import Task, TaskType
+from azr_core.algo.tasks import Task, TaskType
 
 
 def answer(*blocks: tuple[str, str], think: str = "plan") -> str:

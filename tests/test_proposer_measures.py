@@ -1,4 +1,4 @@
-"""The proposer measures (azr_core/proposer_measures.py) on hand-made programs with known values, their cost on a
+"""The proposer measures (azr_core/algo/proposer_measures.py) on hand-made programs with known values, their cost on a
 30-proposal batch, the store reading run folders written before the measures' columns existed, and one committed
 iteration that writes the columns and the metrics (`azr sql` and `azr report` read them)."""
 
@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from azr_core.proposer_measures import (
+from azr_core.algo.buffers import TaskBuffers
+from azr_core.algo.proposer_measures import (
     Novelty,
     ProposalFacts,
     answer_diversity,
@@ -30,8 +31,8 @@ from azr_core.proposer_measures import (
     task_key,
     tree_edit_distance,
 )
-from azr_core.store import TaskBuffers, connect
-from azr_core.task_types import Task, TaskType, seed_tasks
+from azr_core.algo.tasks import Task, TaskType, seed_tasks
+from azr_core.store import connect
 
 D, A, IND = TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION
 IDENTITY = "def f(x):\n    return x"
@@ -149,7 +150,7 @@ def test_induction_counts_the_distinct_programs_behind_its_novel_tasks():
 
 
 def test_buffers_key_only_the_tasks_added_since_the_last_call(monkeypatch):
-    import azr_core.proposer_measures as pm
+    import azr_core.algo.proposer_measures as pm
 
     keyed = []
     real = pm.task_keys

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from azr_core.literal_exprs import MAX_WEIGHT
-from azr_core.parsing import InputError, parse_call_args
-from azr_core.values import parse_literal, values_equal
+from azr_core.lang.literal_exprs import MAX_WEIGHT
+from azr_core.lang.parsing import InputError, parse_call_args
+from azr_core.lang.values import parse_literal, values_equal
 
 pytestmark = pytest.mark.sandbox
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
+from azr_core.algo.prompts import proposer_messages
+from azr_core.algo.proposals import parse_answer, parse_proposal, validate_candidates
+from azr_core.algo.rewards import learnability_reward
+from azr_core.algo.tasks import Task, TaskType, seed_tasks
 from azr_core.config import load_config
 from azr_core.executor import Executor, ExecutorConfig
 from azr_core.executor.checks import BANNED_ATTRS, BANNED_MODULES, BANNED_NAMES
 from azr_core.executor.executor import GradeRequest, GradeResult, _Spec
 from azr_core.executor.pool import RunResult
-from azr_core.prompts import proposer_messages
-from azr_core.proposals import parse_answer, parse_proposal, validate_candidates
-from azr_core.rewards import learnability_reward
-from azr_core.task_types import Task, TaskType, seed_tasks
 
 PROGRAM = "def f(x):\n    return x * 2"
 

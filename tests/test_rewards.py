@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import azr_core.rewards as rewards
-from azr_core.rewards import learnability, learnability_reward, solver_reward
+import azr_core.algo.rewards as rewards
+from azr_core.algo.rewards import learnability, learnability_reward, solver_reward
 
 
 def test_docstring_examples_run():
@@ -77,8 +77,8 @@ def test_reward_parts_cascade_in_order():
     learnability, and a broken format outranks them (a valid program with a broken format is still -1)."""
     from types import SimpleNamespace
 
+    from azr_core.algo.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
     from azr_core.config import RewardsConfig
-    from azr_core.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
 
     r = RewardsConfig(known_program=-0.75, known_task=-0.25)
 

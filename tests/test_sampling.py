@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import types
 
+from azr_core.algo.prompts import response_prefill
+from azr_core.algo.proposals import parse_proposal
+from azr_core.algo.tasks import TaskType, seed_tasks
 from azr_core.config import load_config
 from azr_core.policy.rollout.base import Completion, PromptOutput
-from azr_core.prompts import response_prefill
-from azr_core.proposals import parse_proposal
 from azr_core.selfplay.sampling import sample
-from azr_core.task_types import TaskType, seed_tasks
 
 
 class Tok:

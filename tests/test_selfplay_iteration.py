@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from azr_core.algo.tasks import Task, TaskType
 from azr_core.config import load_config
 from azr_core.policy.rollout.base import Completion, PromptOutput
 from azr_core.selfplay import stages
@@ -16,7 +17,6 @@ from azr_core.selfplay.iteration import run_iteration
 from azr_core.selfplay.session import Session
 from azr_core.store import connect
 from azr_core.store.compaction import read_compaction
-from azr_core.task_types import Task, TaskType
 
 pytestmark = pytest.mark.sandbox
 

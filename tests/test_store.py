@@ -9,6 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from azr_core.algo.buffers import task_to_row
+from azr_core.algo.tasks import seed_tasks
+from azr_core.common import atomic as atomic_mod
+from azr_core.common.atomic import atomic_write_bytes, temp_path_for
 from azr_core.config import StoreConfig, load_config
 from azr_core.store import (
     SCHEMA_VERSION,
@@ -20,8 +24,6 @@ from azr_core.store import (
     open_run,
     read_commit,
 )
-from azr_core.store import atomic as atomic_mod
-from azr_core.store.atomic import atomic_write_bytes, temp_path_for
 from azr_core.store.run import partition_dir
 
 FAST = StoreConfig(fsync=False)
@@ -53,7 +55,8 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_new_run_commits_the_seed_iteration_and_saves_config(run_dir: Path):
     cfg = load_config(None, ["store.fsync=false"], profile="cpu-tiny")
-    with open_run(run_dir, cfg) as store:
+    zero = [task_to_row(t) for t in seed_tasks()]  # the store stores rows: the caller names the seeds
+    with open_run(run_dir, cfg, zero) as store:
         assert store.last_iteration == 0
     assert json.loads((run_dir / "SCHEMA").read_text()) == {"schema_version": SCHEMA_VERSION}
     assert read_commit(run_dir).iteration == 0
@@ -64,7 +67,7 @@ def test_new_run_commits_the_seed_iteration_and_saves_config(run_dir: Path):
         ("induction", "def f(x):\n    return x"),
     ]  # fmt: skip
     assert con.sql("SELECT stage, iteration FROM iterations").fetchall() == [("seed", 0)]
-    with open_run(run_dir, cfg) as store:  # reopening does not seed twice
+    with open_run(run_dir, cfg, zero) as store:  # reopening does not seed twice
         assert store.last_iteration == 0
     assert count(run_dir, "tasks") == 3
 
@@ -109,7 +112,7 @@ def test_crash_while_writing_commit_marker_keeps_the_previous_commit(run_dir: Pa
         def die(*_args, **_kwargs):
             raise OSError("disk gone")
 
-        monkeypatch.setattr("azr_core.store.atomic.os.replace", die)
+        monkeypatch.setattr("azr_core.common.atomic.os.replace", die)
         with pytest.raises(OSError, match="disk gone"):
             w.commit()
         monkeypatch.undo()

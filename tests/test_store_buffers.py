@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from azr_core.algo.buffers import TaskBuffers, task_to_row
+from azr_core.algo.tasks import SEED_PROGRAM, Task, TaskType, fingerprint, seed_tasks
 from azr_core.config import StoreConfig
-from azr_core.store import TaskBuffers, connect, open_run, task_to_row
-from azr_core.task_types import SEED_PROGRAM, Task, TaskType, fingerprint, seed_tasks
+from azr_core.store import connect, open_run
 
 
 def ded(i: int, iteration: int = 1) -> Task:
@@ -107,7 +108,7 @@ def test_buffers_reload_from_the_committed_tasks(tmp_path: Path):
     tasks = [ded(1), abd(2), Task(TaskType.INDUCTION, "def f(a):\n    return -a", shown_inputs=("1",),
              shown_outputs=("-1",), held_inputs=("2", "3"), held_outputs=("-2", "-3"), message="negate",
              proposal_id="p9", reference_ids=("x", "y"), iteration=1)]  # fmt: skip
-    with open_run(tmp_path) as store:
+    with open_run(tmp_path, seed_rows=[task_to_row(t) for t in seed_tasks()]) as store:
         store.config = StoreConfig(fsync=False)
         w = store.begin()
         w.write("tasks", [task_to_row(t) for t in tasks])
@@ -123,8 +124,8 @@ def test_buffers_reload_from_the_committed_tasks(tmp_path: Path):
 def test_references_of_distinct_programs_show_each_program_once():
     import random
 
-    from azr_core.store.buffers import TaskBuffers
-    from azr_core.task_types import Task, TaskType
+    from azr_core.algo.buffers import TaskBuffers
+    from azr_core.algo.tasks import Task, TaskType
 
     same = [Task(TaskType.DEDUCTION, f"def f(x):\n    # copy {i}\n    return x", f"{i}", f"{i}") for i in range(20)]
     other = Task(TaskType.DEDUCTION, "def f(x):\n    return x + 1", "1", "2")

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import pytest
 
 from azr_core.algo import types as task_types
+from azr_core.algo.candidates import Candidate, ProposalOutcome, ValidationResultLike
+from azr_core.algo.prompt_text import fence, program_proposer
+from azr_core.algo.tasks import SEED_INPUT, SEED_PROGRAM, Task
 from azr_core.algo.types import ProgramTaskType
-from azr_core.candidates import Candidate, ProposalOutcome, ValidationResultLike
 from azr_core.config import ConfigError, load_config
 from azr_core.executor.executor import GradeRequest
-from azr_core.prompt_text import fence, program_proposer
 from azr_core.selfplay.iteration import run_iteration
 from azr_core.store import connect
-from azr_core.task_types import SEED_INPUT, SEED_PROGRAM, Task
 from tests.test_selfplay_iteration import ScriptedPolicy, make_session
 
 pytestmark = pytest.mark.sandbox

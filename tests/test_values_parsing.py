@@ -2,8 +2,8 @@
 
 import pytest
 
-from azr_core.parsing import InputError, extract_fenced, extract_program, parse_call_args, split_think_answer
-from azr_core.values import LiteralError, literal_texts_equal, parse_literal, values_equal
+from azr_core.lang.parsing import InputError, extract_fenced, extract_program, parse_call_args, split_think_answer
+from azr_core.lang.values import LiteralError, literal_texts_equal, parse_literal, values_equal
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ def _json_default(value: Any) -> Any:
 
 def _export(con: Any, query_rel: Any, fmt: OutputFormat, output: Path) -> None:
     """Write the result to `output` with DuckDB's COPY, atomically (temp file, rename)."""
-    from azr_core.store.atomic import temp_path_for
+    from azr_core.common.atomic import temp_path_for
 
     options = {OutputFormat.csv: "FORMAT csv, HEADER true", OutputFormat.json: "FORMAT json",
                OutputFormat.parquet: "FORMAT parquet, COMPRESSION zstd"}[fmt]  # fmt: skip

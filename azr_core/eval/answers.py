@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from azr_core.eval.benchmarks import last_boxed
-from azr_core.parsing import extract_fenced
+from azr_core.lang.parsing import extract_fenced
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _OPEN_ANSWER_RE = re.compile(r"<answer>(.*)$", re.DOTALL)

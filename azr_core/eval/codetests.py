@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from azr_core.common.atomic import atomic_write_text
 from azr_core.eval.codevalues import deserialize_inputs, outputs_match, py_text
 from azr_core.executor import Executor, ExecutorConfig
-from azr_core.store.atomic import atomic_write_text
-from azr_core.values import LiteralError, parse_literal
+from azr_core.lang.values import LiteralError, parse_literal
 
 DRIVER_VERSION = "4"  # bump when the driver changes: cached oracles are keyed by it
 _MAX_TEXT = 16_000_000

@@ -16,7 +16,7 @@ from azr_core.eval.benchmarks import BENCHMARKS, Item
 from azr_core.eval.codetests import CodeLimits, code_executor, grade_code
 from azr_core.eval.mathgrade import grade_math
 from azr_core.executor import Executor, ExecutorConfig, GradeRequest
-from azr_core.values import LiteralError, parse_literal, values_equal
+from azr_core.lang.values import LiteralError, parse_literal, values_equal
 
 
 @dataclass(frozen=True)

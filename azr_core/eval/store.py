@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from azr_core.store.atomic import atomic_write, atomic_write_text
+from azr_core.common.atomic import atomic_write, atomic_write_text
 from azr_core.store.layout import SCHEMA_NAME, check_schema
 from azr_core.store.schema import SCHEMA_VERSION, to_arrow
 

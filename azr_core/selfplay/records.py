@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from azr_core.algo.proposals import Candidate, ProposalOutcome, SolverAnswer
+from azr_core.algo.tasks import Task, TaskType, new_id
 from azr_core.policy.rollout.base import Completion
-from azr_core.proposals import Candidate, ProposalOutcome, SolverAnswer
-from azr_core.task_types import Task, TaskType, new_id
 
 
 @dataclass
@@ -40,7 +40,7 @@ class ProposalRollout:
     n_solves: int = 0
     program_known: bool = False  # valid, and its program (any input) already in the buffers (rewards.known_program)
     reward: float | None = None
-    reward_part: str | None = None  # the part of the reward that decided it (azr_core.reward_parts)
+    reward_part: str | None = None  # the part of the reward that decided it (azr_core.algo.reward_parts)
     advantage: float | None = None
 
     @property
@@ -73,7 +73,7 @@ class SolveRollout:
     correct: bool | None = None
     grade_crashed: bool = False  # the sandbox lost the grading: no verdict, left out of the solve rate
     reward: float | None = None
-    reward_part: str | None = None  # the part of the reward that decided it (azr_core.reward_parts)
+    reward_part: str | None = None  # the part of the reward that decided it (azr_core.algo.reward_parts)
     advantage: float | None = None
 
     @property

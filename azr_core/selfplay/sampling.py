@@ -17,11 +17,11 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from azr_core.algo.prompts import SKELETON_STOP, block_opening, close_skeleton, response_prefill, skeleton_blocks
+from azr_core.algo.tasks import TaskType
 from azr_core.policy.rollout.base import Completion, PromptOutput, SamplingParams, Script
 from azr_core.policy.rollout.scripts import generate_by_reprefill
 from azr_core.policy.trainer.records import SequenceRecord
-from azr_core.prompts import SKELETON_STOP, block_opening, close_skeleton, response_prefill, skeleton_blocks
-from azr_core.task_types import TaskType
 
 if TYPE_CHECKING:
     from azr_core.selfplay.session import Session

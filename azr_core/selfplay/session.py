@@ -19,11 +19,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from azr_core.algo.buffers import TaskBuffers, task_to_row
 from azr_core.algo.types import enabled
 from azr_core.config import AZRConfig
 from azr_core.executor import Executor
 from azr_core.policy.interface import Policy
-from azr_core.store import TaskBuffers, connect, open_run
+from azr_core.store import connect, open_run
 from azr_core.tracking import TAG_FLOW_RUN, Tracker, end_status
 
 log = logging.getLogger("azr.selfplay")
@@ -40,7 +41,7 @@ class Session:
         self.run_dir = Path(cfg.run.run_dir).resolve()
         self.flow_run_id = flow_run_id  # the Prefect flow run: tags the model versions it registers
         self.types = enabled(cfg.selfplay.task_types)  # the run's task types, in order (azr_core.algo.types)
-        zero = [t for spec in self.types for t in spec.zero_tasks()]
+        zero = [task_to_row(t) for spec in self.types for t in spec.zero_tasks()]
         self.store = open_run(self.run_dir, cfg, zero)  # takes the lock, removes uncommitted rows, commits the seeds
         try:
             with connect(self.run_dir) as con:

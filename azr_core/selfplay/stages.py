@@ -11,15 +11,16 @@ from collections import defaultdict
 from collections.abc import Container, Sequence
 from typing import TYPE_CHECKING
 
-from azr_core.advantages import trr_advantages
+from azr_core.algo.advantages import trr_advantages
+from azr_core.algo.prompts import proposer_messages, render, response_prefill, solver_messages
+from azr_core.algo.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
+from azr_core.algo.proposer_measures import program_key
+from azr_core.algo.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
+from azr_core.algo.rewards import learnability
+from azr_core.algo.tasks import TASK_TYPES, Task, TaskType
 from azr_core.algo.types import TaskTypeSpec
 from azr_core.algo.types import get as task_type_spec
 from azr_core.policy.trainer.schedule import run_update
-from azr_core.prompts import proposer_messages, render, response_prefill, solver_messages
-from azr_core.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
-from azr_core.proposer_measures import program_key
-from azr_core.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
-from azr_core.rewards import learnability
 from azr_core.selfplay.records import (
     IterationBatch,
     ProposalRollout,
@@ -34,7 +35,6 @@ from azr_core.selfplay.records import (
     task_type_of,
 )
 from azr_core.selfplay.sampling import sample, training_records
-from azr_core.task_types import TASK_TYPES, Task, TaskType
 
 if TYPE_CHECKING:
     from azr_core.selfplay.session import Session
@@ -137,7 +137,7 @@ def solve(s: Session, validated: Validated) -> Solved:
 
 
 def reward(s: Session, solved: Solved) -> Rewarded:
-    """Grade every answer in the sandbox; score (solver and proposer rewards, azr_core.reward_parts); TRR++
+    """Grade every answer in the sandbox; score (solver and proposer rewards, azr_core.algo.reward_parts); TRR++
     advantages over the iteration's batch."""
     start = time.perf_counter()
     _grade(s, solved.solves + solved.probes)

@@ -9,9 +9,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "TaskBuffers": "buffers",
-    "row_to_task": "buffers",
-    "task_to_row": "buffers",
     "IterationWriter": "run",
     "RunStore": "run",
     "open_run": "run",

@@ -79,7 +79,7 @@ def read_compaction(run_dir: str | Path) -> Compaction:
 
 
 def _write_manifest(store: RunStore, state: Compaction) -> None:
-    from azr_core.store.atomic import atomic_write_text
+    from azr_core.common.atomic import atomic_write_text
 
     atomic_write_text(store.run_dir / COMPACTED_NAME, state.to_json(), fsync=store.config.fsync)
 
@@ -87,7 +87,7 @@ def _write_manifest(store: RunStore, state: Compaction) -> None:
 def _upgrade_schema(store: RunStore) -> None:
     """A version-1 folder becomes version 2 before its first segment exists: readers that would miss segments refuse
     it from then on instead of reading part of it."""
-    from azr_core.store.atomic import atomic_write_text
+    from azr_core.common.atomic import atomic_write_text
     from azr_core.store.layout import SCHEMA_NAME, check_schema
     from azr_core.store.schema import SCHEMA_VERSION
 
@@ -108,7 +108,7 @@ def _write_segment(store: RunStore, table: str, first: int, last: int) -> str | 
     """
     import duckdb
 
-    from azr_core.store.atomic import atomic_write
+    from azr_core.common.atomic import atomic_write
     from azr_core.store.schema import SCHEMA_VERSION
 
     files = [
@@ -146,7 +146,7 @@ def _write_segment(store: RunStore, table: str, first: int, last: int) -> str | 
 
 def compact(store: RunStore, upto: int | None = None) -> Compaction:
     """Merge the committed iterations after the last compaction, up to `upto` (default: the last committed)."""
-    from azr_core.store.atomic import fsync_dir
+    from azr_core.common.atomic import fsync_dir
     from azr_core.store.layout import StoreError
 
     state = read_compaction(store.run_dir)

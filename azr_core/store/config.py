@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from azr_core.config_base import Section
+from azr_core.common.config_base import Section
 
 
 class StoreConfig(Section):

@@ -23,6 +23,7 @@ SCHEMA_NAME = "SCHEMA"
 COMMITTED_NAME = "COMMITTED"
 LOCK_NAME = "WRITER.lock"
 TABLES_DIR = "tables"
+RESOLVED_CONFIG_NAME = "config.yaml"  # the run's first resolved config (configs/ holds each session's)
 
 
 class StoreError(RuntimeError):

@@ -18,12 +18,12 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from azr_core.store.atomic import atomic_write, atomic_write_text, fsync_dir, is_temp
+from azr_core.common.atomic import atomic_write, atomic_write_text, fsync_dir, is_temp
 from azr_core.store.compaction import (
     SEGMENTS_DIR,
     Compaction,
@@ -35,6 +35,7 @@ from azr_core.store.compaction import (
 from azr_core.store.layout import (
     COMMITTED_NAME,
     LOCK_NAME,
+    RESOLVED_CONFIG_NAME,
     SCHEMA_NAME,
     TABLES_DIR,
     CommitState,
@@ -49,9 +50,7 @@ from azr_core.store.schema import BLOOM_COLUMNS, SCHEMA_VERSION, SORTED_TABLES, 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from azr_core.config import AZRConfig
     from azr_core.store.config import StoreConfig
-    from azr_core.task_types import Task
 
 
 class IterationWriter:
@@ -228,15 +227,23 @@ class RunStore:
 SESSION_CONFIGS = "configs"
 
 
-def save_session_config(config: AZRConfig, run_dir: str | Path, *, fsync: bool = True) -> Path:
+class RunConfig(Protocol):
+    """What the store reads of a run's config: its store settings and its YAML text (the run config, AZRConfig, is
+    one). The store knows nothing else of it."""
+
+    @property
+    def store(self) -> StoreConfig: ...
+
+    def to_yaml(self) -> str: ...
+
+
+def save_session_config(config: RunConfig, run_dir: str | Path, *, fsync: bool = True) -> Path:
     """Keep the run's config history: `config.yaml` is the first resolved config (written once, never replaced) and
     `configs/session-NNNN-<UTC time>.yaml` each session's, in order. Returns this session's file.
 
     A resumed run may change settings (more iterations, another budget); the history shows what each session ran
     with, and the first file what the run began as.
     """
-    from azr_core.config import RESOLVED_CONFIG_NAME
-
     run_dir = Path(run_dir)
     text = config.to_yaml()
     if not (run_dir / RESOLVED_CONFIG_NAME).exists():
@@ -262,27 +269,25 @@ def _read_holder(fd: int) -> str:
         return "holder unknown"
 
 
-def open_run(run_dir: str | Path, config: AZRConfig | None = None, seeds: Sequence[Task] | None = None) -> RunStore:
+def open_run(
+    run_dir: str | Path, config: RunConfig | None = None, seed_rows: Sequence[Mapping[str, Any]] = ()
+) -> RunStore:
     """Open (or create) a run folder for writing: save the resolved config, recover, commit the seed iteration.
 
-    Iteration 0 holds the zero triplets (`seeds`: one or more per enabled task type; None: the built-in types') and a
-    `seed` row in `iterations`; it is committed once, when the folder is new, so a resumed run finds its buffers
-    seeded.
+    Iteration 0 holds `seed_rows`, rows of the `tasks` table (the zero triplets of the run's task types:
+    `azr_core.algo.buffers.task_to_row`), and a `seed` row in `iterations`; it is committed once, when the folder is
+    new, so a resumed run finds its buffers seeded.
     """
-    from azr_core.store.buffers import task_to_row
-    from azr_core.task_types import seed_tasks
-
     store = RunStore(run_dir, config.store if config else None)
     try:
         if config is not None:
             save_session_config(config, store.run_dir, fsync=store.config.fsync)
         if store.committed is None:
-            zero = list(seeds) if seeds is not None else seed_tasks()
             now = datetime.now(UTC)
             seed_row = {"stage": "seed", "step": 0, "started_at": now, "finished_at": now, "wall_s": 0.0,
-                        "metrics": {"tasks_added": float(len(zero))}}  # fmt: skip
+                        "metrics": {"tasks_added": float(len(seed_rows))}}  # fmt: skip
             with store.begin(0) as w:
-                w.write("tasks", [task_to_row(t) for t in zero])
+                w.write("tasks", list(seed_rows))
                 w.write("iterations", [seed_row])
                 w.commit()
     except BaseException:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from azr_core.common.config_base import Section
 from azr_core.config import AZRConfig, ConfigError, load_config
-from azr_core.config_base import Section
 from azr_core.executor.config import ExecutorConfig
 from azr_core.policy.config import ModelConfig, TrainerConfig
 from azr_core.policy.integrity import CorruptFolderError, check_checkpoint

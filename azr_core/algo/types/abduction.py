@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from azr_core.algo.prompt_text import EXAMPLE_INPUT, FORMAT_INPUT, fence, program_proposer
+from azr_core.algo.tasks import Task, TaskType, seed_tasks
 from azr_core.algo.types.base import ProgramTaskType
 from azr_core.executor.executor import GradeRequest
-from azr_core.prompt_text import EXAMPLE_INPUT, FORMAT_INPUT, fence, program_proposer
-from azr_core.task_types import Task, TaskType, seed_tasks
 
 PURPOSE = (
     "Your input is run through your program; a test subject then gets the program and that output and must find an "

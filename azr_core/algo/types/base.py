@@ -1,8 +1,8 @@
 """What a task type is: one object that owns everything the self-play loop does differently per type.
 
-The loop (azr_core.selfplay), the prompt renderer (azr_core.prompts) and the proposal/answer dispatch
-(azr_core.proposals) never branch on a type's name: they ask the type's `TaskTypeSpec`. A new type is one subclass in
-one module, registered with `azr_core.algo.types.register` and enabled by `selfplay.task_types`.
+The loop (azr_core.selfplay), the prompt renderer (azr_core.algo.prompts) and the proposal/answer dispatch
+(azr_core.algo.proposals) never branch on a type's name: they ask the type's `TaskTypeSpec`. A new type is one subclass
+in one module, registered with `azr_core.algo.types.register` and enabled by `selfplay.task_types`.
 
 `ProgramTaskType` is the shared base of the types whose proposer writes a program and one input (deduction,
 abduction): they differ only in their prompt wording, the block a solver answers in, and how an answer is graded.
@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from azr_core.candidates import (
+from azr_core.algo.candidates import (
     Candidate,
     ProposalOutcome,
     ValidationResultLike,
@@ -22,12 +22,12 @@ from azr_core.candidates import (
     input_key,
     with_changes,
 )
+from azr_core.algo.tasks import Task
 from azr_core.executor.executor import GradeRequest
-from azr_core.parsing import InputError, extract_fenced
-from azr_core.task_types import Task
+from azr_core.lang.parsing import InputError, extract_fenced
 
 if TYPE_CHECKING:
-    from azr_core.store.buffers import TaskBuffers
+    from azr_core.algo.buffers import TaskBuffers
 
 #: How a type takes part in seeding: "programs" types share one seed set of programs (each valid seed program becomes
 #: a task of every such type); "inputs" types write inputs for those programs afterwards; None: no seeding (the
@@ -77,7 +77,7 @@ class TaskTypeSpec:
 
     def parse(self, region: str, base: Candidate, *, reference: Task | None, **options: Any) -> Candidate:
         """The candidate in the answer text `region` (`base` carries the type, format verdict and reference ids);
-        `options` are `azr_core.proposals.parse_proposal`'s settings."""
+        `options` are `azr_core.algo.proposals.parse_proposal`'s settings."""
         raise NotImplementedError
 
     def run_requests(self, c: Candidate) -> list[tuple[str, str]]:

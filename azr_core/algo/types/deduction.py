@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from azr_core.algo.prompt_text import EXAMPLE_OUTPUT, fence, program_proposer
+from azr_core.algo.tasks import Task, TaskType, seed_tasks
 from azr_core.algo.types.base import ProgramTaskType
 from azr_core.executor.executor import GradeRequest
-from azr_core.prompt_text import EXAMPLE_OUTPUT, fence, program_proposer
-from azr_core.task_types import Task, TaskType, seed_tasks
 
 PURPOSE = "A test subject will get your program and your input and must work out the output it produces."
 HARD = "working out the output from your program and your input"

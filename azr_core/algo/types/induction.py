@@ -13,11 +13,8 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from azr_core.algo.types.base import SeedRole, TaskTypeSpec
-from azr_core.candidates import Candidate, ProposalOutcome, ValidationResultLike, input_key, with_changes
-from azr_core.executor.executor import GradeRequest
-from azr_core.parsing import InputError, extract_fenced, last_fenced_block
-from azr_core.prompt_text import (
+from azr_core.algo.candidates import Candidate, ProposalOutcome, ValidationResultLike, input_key, with_changes
+from azr_core.algo.prompt_text import (
     EXAMPLE_INPUT,
     EXAMPLE_INPUT_2,
     FORMAT_INPUT,
@@ -26,10 +23,13 @@ from azr_core.prompt_text import (
     fence,
     worked_answer,
 )
-from azr_core.task_types import Task, TaskType, seed_tasks
+from azr_core.algo.tasks import Task, TaskType, seed_tasks
+from azr_core.algo.types.base import SeedRole, TaskTypeSpec
+from azr_core.executor.executor import GradeRequest
+from azr_core.lang.parsing import InputError, extract_fenced, last_fenced_block
 
 if TYPE_CHECKING:
-    from azr_core.store.buffers import TaskBuffers
+    from azr_core.algo.buffers import TaskBuffers
 
 #: The call line after the program in an induction proposer's prompt: where the proposed input goes.
 INPUT_SUFFIX = "f(<your input goes here>)"

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from azr_core.algo.tasks import Task, TaskType
 from azr_core.executor.checks import CheckError, check_call_expression
-from azr_core.parsing import InputError, parse_call_args, read_answer
-from azr_core.task_types import Task, TaskType
+from azr_core.lang.parsing import InputError, parse_call_args, read_answer
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from azr_core.algo.types import get as task_type_spec
-from azr_core.algo.types.induction import split_induction_pairs
-from azr_core.candidates import (
+from azr_core.algo.candidates import (
     FORMAT_REASON,
     Candidate,
     ProposalOutcome,
@@ -27,8 +25,10 @@ from azr_core.candidates import (
     entry_function,
     input_key,
 )
+from azr_core.algo.tasks import Task, TaskType
+from azr_core.algo.types import get as task_type_spec
+from azr_core.algo.types.induction import split_induction_pairs
 from azr_core.executor.executor import GradeRequest
-from azr_core.task_types import Task, TaskType
 
 __all__ = [
     "FORMAT_REASON",

@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
-from azr_core.task_types import Role, TaskType
+from azr_core.algo.tasks import Role, TaskType
 
 
 def group_normalize(rewards: Sequence[float], groups: Sequence[Hashable], *, eps: float = 1e-6) -> list[float]:

@@ -3,7 +3,7 @@
 The keyword arguments are per-completion columns (lists as long as `completions`) plus scalar settings; a function
 takes the columns it needs and ignores the rest, so a caller can pass one dict of columns to every reward. Grading
 itself (is this answer correct?) happens in the executor; these functions turn verdicts into numbers, by the same
-named parts the self-play loop composes (azr_core.reward_parts).
+named parts the self-play loop composes (azr_core.algo.reward_parts).
 
 Paper values are the defaults: solver 1 / -0.5 / -1; proposer learnability 1 - mean accuracy when strictly between 0
 and 1, else `unlearnable` (0), and -1 for an invalid or badly formatted proposal.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from azr_core.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
+from azr_core.algo.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
 
 
 def _column(name: str, values: Sequence[Any] | None, n: int) -> Sequence[Any]:

@@ -2,18 +2,20 @@
 
 Every valid, non-duplicate task is kept, with the iteration that added it; nothing is ever dropped (the reference code
 drops the newest tasks once a buffer is full: not here). The buffers are rebuilt from the committed `tasks` table on
-resume, so they are exactly what readers see.
+resume, so they are exactly what readers see. `task_to_row` / `row_to_task` are the `tasks` table's rows; the store
+stores rows and knows nothing of tasks.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+from azr_core.algo.tasks import TASK_TYPES, Task, TaskType
 
-from azr_core.task_types import TASK_TYPES, Task, TaskType
+if TYPE_CHECKING:
+    import duckdb
 
 #: Where an induction proposal's program comes from: these buffers, else the induction buffer.
 PROGRAM_SOURCES = (TaskType.DEDUCTION, TaskType.ABDUCTION)
@@ -86,13 +88,13 @@ class TaskBuffers:
         return True
 
     def novelty_index(self) -> tuple[dict[str, int], dict[str, int]]:
-        """The canonical keys of every buffered task (`azr_core.proposer_measures`), each with the first iteration
+        """The canonical keys of every buffered task (`azr_core.algo.proposer_measures`), each with the first iteration
         that buffered it: (program key -> iteration, task key -> iteration). Program keys span all types.
 
         Incremental: each call keys only the tasks added since the last one (a few hundred microseconds per task), so
         neither an iteration nor a resume pays for the whole history twice. The dicts are the buffers' own: read them.
         """
-        from azr_core.proposer_measures import task_keys
+        from azr_core.algo.proposer_measures import task_keys
 
         for task in self._unkeyed:
             pk, tk = task_keys(task)
@@ -102,10 +104,10 @@ class TaskBuffers:
         return self._program_first, self._task_first
 
     def program_key(self, task: Task) -> str:
-        """The task's canonical program key (`azr_core.proposer_measures.program_key`), computed once per task."""
+        """The task's canonical program key (`azr_core.algo.proposer_measures.program_key`), computed once per task."""
         key = self._program_keys.get(task.task_id)
         if key is None:
-            from azr_core.proposer_measures import program_key
+            from azr_core.algo.proposer_measures import program_key
 
             key = self._program_keys[task.task_id] = program_key(task.program)
         return key
@@ -129,9 +131,9 @@ class TaskBuffers:
     ) -> list[Task]:
         """K distinct reference tasks from the type's buffer, uniformly (all of them when it holds fewer).
 
-        `distinct_programs`: K different programs (canonical, `azr_core.proposer_measures.program_key`), each program
-        drawn uniformly among the buffer's programs and then one of its tasks, so a program buffered with many inputs
-        is not shown K times. For induction the proposer needs one program instead: see `sample_program`.
+        `distinct_programs`: K different programs (canonical, `azr_core.algo.proposer_measures.program_key`), each
+        program drawn uniformly among the buffer's programs and then one of its tasks, so a program buffered with many
+        inputs is not shown K times. For induction the proposer needs one program instead: see `sample_program`.
         """
         pool = self._by_type.get(str(task_type), [])
         if not distinct_programs:

@@ -1,6 +1,6 @@
 """Prompts for the six (role x task type) cases as chat messages, and how they become text for the model.
 
-Each task type writes its own (azr_core.algo.types); the shared words are in azr_core/prompt_text.py, section by
+Each task type writes its own (azr_core.algo.types); the shared words are in azr_core/algo/prompt_text.py, section by
 section as the reference code's. Every prompt is a list of chat
 messages; `render` turns it into text with the paper's raw template or the model's own chat template and, as in the
 paper (`Assistant: <think>`), opens the `<think>` block for the model (or the answer skeleton, `response_prefill`).
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from azr_core.algo.tasks import Task, TaskType
 from azr_core.algo.types import get as task_type_spec
-from azr_core.task_types import Task, TaskType
 
 THINK_PREFILL = "<think>"
 
@@ -37,7 +37,7 @@ def proposer_messages(
     worked_example: bool = False,
     timeout_s: float = 10.0,
 ) -> list[dict[str, str]]:
-    """Chat messages asking the proposer for a new task of `task_type` (words: azr_core/prompt_text.py).
+    """Chat messages asking the proposer for a new task of `task_type` (words: azr_core/algo/prompt_text.py).
 
     `references`: what the type's `references` drew (deduction/abduction: K snippets of the type's buffer, maybe
     none; induction: the one program whose inputs the proposer must write, required).

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from azr_core.algo.tasks import Task
 from azr_core.executor.checks import banned_summary
-from azr_core.task_types import Task
 
 FORMAT_PROGRAM = "def f(...):\n    # the body\n    return ..."
 FORMAT_INPUT = "arg1, arg2, ..."

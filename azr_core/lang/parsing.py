@@ -2,7 +2,7 @@
 
 A task's input is the text of the arguments of a call to `f`, as in CRUXEval: `f(<input>)`, e.g. `[1, 2], 'a'`.
 It must consist of Python literals, or of small expressions over literals from a listed set (`dict(did=0)`,
-`'a' + 'b'`: see azr_core.literal_exprs), which are built here, in the trusted process, without evaluating code;
+`'a' + 'b'`: see azr_core.lang.literal_exprs), which are built here, in the trusted process, without evaluating code;
 only the plain values travel to the sandbox.
 """
 
@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from azr_core.literal_exprs import NotALiteral, build_value
-from azr_core.values import LiteralError
+from azr_core.lang.literal_exprs import NotALiteral, build_value
+from azr_core.lang.values import LiteralError
 
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

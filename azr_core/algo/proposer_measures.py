@@ -36,7 +36,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from azr_core.task_types import TASK_TYPES, Task, TaskType, type_name
+from azr_core.algo.tasks import TASK_TYPES, Task, TaskType, type_name
 
 _PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
 
