@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# iproute2: the simulated cluster (infra/cluster.sh) builds its hosts as network namespaces.
+if ! command -v ip >/dev/null 2>&1; then
+  echo "[setup] installing iproute2 (apt)"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
+
 if ! command -v firejail >/dev/null 2>&1; then
   echo "[setup] installing firejail (apt)"
   $SUDO apt-get update -qq
