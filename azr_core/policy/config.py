@@ -126,7 +126,27 @@ class TrainerConfig(Section):
     )
     num_workers: int = Field(1, ge=1, description="Worker processes (ranks) the deepspeed launcher starts.")
     hostfile: Path | None = lenient_field(
-        None, description="DeepSpeed hostfile for several nodes; None means this node."
+        None,
+        description="DeepSpeed hostfile for several nodes (`HOST slots=N` per line, the first host runs rank 0); None "
+        "means this node. Without `node_launch`, DeepSpeed's own launch reaches the other nodes (pdsh over ssh).",
+    )
+    node_launch: str | None = Field(
+        None,
+        description="With a hostfile: the command prefix that runs a process on one node, so that each node's "
+        "launcher starts there (DeepSpeed's --no_ssh mode, one launcher per node) instead of over ssh. `{host}` (the "
+        "hostfile's name), `{node}` (1-based) and `{node_rank}` (0-based) are filled in: `srun --nodes=1 --ntasks=1 "
+        "-w {host}` on Slurm, `infra/cluster.sh exec azr-h{node} -- env GLOO_SOCKET_IFNAME=eth0` on the simulated "
+        "cluster.",
+    )
+    listen_host: str = Field(
+        "127.0.0.1",
+        description="Address the driver's command channel listens on. Several nodes: an address of this machine the "
+        "other nodes reach (the ranks still prove the run's token); never all interfaces unless set to 0.0.0.0.",
+    )
+    master_addr: str | None = Field(
+        None,
+        description="Address of rank 0's node for torch.distributed's rendezvous; None: the first hostfile host "
+        "(with node_launch) or DeepSpeed's choice.",
     )
     master_port: int | None = Field(
         None,

@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 import selectors
+import shlex
 import signal
 import socket
 import subprocess
@@ -39,6 +40,19 @@ _RANK_VARS = {
     "CROSS_RANK",
     "CROSS_SIZE",
 }
+
+
+def hostfile_nodes(path: str | Path) -> list[tuple[str, int]]:
+    """A DeepSpeed hostfile's nodes in order: (host, slots) per `HOST slots=N` line (comments and blanks skipped)."""
+    nodes = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            host, _, rest = line.partition(" ")
+            nodes.append((host, int(rest.split("slots=")[1].split()[0]) if "slots=" in rest else 1))
+    if not nodes:
+        raise ValueError(f"the hostfile {path} names no host: one `HOST slots=N` line per node")
+    return nodes
 
 
 class WorkerError(RuntimeError):
@@ -85,37 +99,55 @@ class PolicyWorkers:
         *,
         log_path: Path | None = None,
         start_timeout_s: float = 900.0,
-        listen_host: str = "127.0.0.1",
+        listen_host: str | None = None,
         launcher_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> None:
         self.model_cfg, self.rollout_cfg, self.trainer_cfg = model, rollout, trainer
         self.start_timeout_s = start_timeout_s
-        self.listen_host = listen_host  # several nodes: an address the other nodes can reach
+        # several nodes: an address the other nodes can reach (trainer.listen_host unless given here)
+        self.listen_host = listen_host or trainer.listen_host
         self.launcher_args = list(launcher_args)
         self.env = env
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="azr-workers-")) / "workers.log"
-        self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []  # the launcher, or one per node (trainer.node_launch)
         self.socks: dict[int, socket.socket] = {}
         self.readers: dict[int, FrameReader] = {}
         self.info: list[dict[str, Any]] = []
 
     # ---- life cycle ----------------------------------------------------------------------------------------------
 
-    def launcher_command(self, port: int, token_file: Path) -> list[str]:
-        """The `deepspeed` launcher command line (run with this interpreter, so the same venv).
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The (first node's) launcher process."""
+        return self.procs[0] if self.procs else None
 
-        It names the file holding the channel's token, never the token: a command line is readable by every user
-        (`ps`) and the launcher prints it into workers.log."""
-        master_port = self.trainer_cfg.master_port or free_port()
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(master_port)]
-        if self.trainer_cfg.hostfile is not None:
-            cmd += ["--hostfile", str(self.trainer_cfg.hostfile)]
-        else:
-            cmd += ["--num_gpus", str(self.trainer_cfg.num_workers)]
-        cmd += self.launcher_args
-        cmd += ["--module", "azr_core.policy.trainer.workers", "--connect", f"{self.listen_host}:{port}"]
-        return cmd + ["--token-file", str(token_file)]
+    def launcher_commands(self, port: int, token_file: Path) -> list[list[str]]:
+        """The `deepspeed` launcher command lines (run with this interpreter, so the same venv): one, or one per node
+        through `trainer.node_launch` (--no_ssh, each with its --node_rank).
+
+        They name the file holding the channel's token, never the token: a command line is readable by every user
+        (`ps`) and the launcher prints it into workers.log. On several nodes the file must be on storage they
+        share (it sits beside the worker log, in the run folder)."""
+        t = self.trainer_cfg
+        master_port = t.master_port or free_port()
+        base = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(master_port)]
+        tail = [*self.launcher_args, "--module", "azr_core.policy.trainer.workers",
+                "--connect", f"{self.listen_host}:{port}", "--token-file", str(token_file)]  # fmt: skip
+        if t.hostfile is None:
+            if t.node_launch is not None:
+                raise ValueError("trainer.node_launch needs trainer.hostfile: the nodes to launch on")
+            return [[*base, "--num_gpus", str(t.num_workers), *tail]]
+        addr = ["--master_addr", t.master_addr] if t.master_addr else []
+        if t.node_launch is None:
+            return [[*base, "--hostfile", str(t.hostfile), *addr, *tail]]
+        nodes = hostfile_nodes(t.hostfile)
+        addr = ["--master_addr", t.master_addr or nodes[0][0]]
+        return [
+            [*shlex.split(t.node_launch.format(host=host, node=k + 1, node_rank=k)), *base,
+             "--hostfile", str(t.hostfile), "--no_ssh", "--node_rank", str(k), *addr, *tail]
+            for k, (host, _slots) in enumerate(nodes)
+        ]  # fmt: skip
 
     def start(self) -> PolicyWorkers:
         """Launch the workers and wait until every rank has built its trainer (or failed)."""
@@ -135,14 +167,15 @@ class PolicyWorkers:
         # Rank variables of this process (set for an in-process trainer) must not leak into the launcher's ranks.
         env = {k: v for k, v in os.environ.items() if k not in _RANK_VARS}
         env.update(self.env or {})
-        self.proc = subprocess.Popen(
-            self.launcher_command(port, token_file),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # its own process group: close() can stop every rank it spawned
-        )
         try:
+            for cmd in self.launcher_commands(port, token_file):
+                self.procs.append(subprocess.Popen(
+                    cmd,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # its own process group: close() can stop every rank it spawned
+                ))  # fmt: skip
             self._accept(server, token)
             init = {
                 "model": self.model_cfg.model_dump(mode="json"),
@@ -216,16 +249,20 @@ class PolicyWorkers:
     def _expected_world(self) -> int:
         if self.trainer_cfg.hostfile is None:
             return self.trainer_cfg.num_workers
-        slots = 0  # hostfile lines: "host slots=N"
-        for line in Path(self.trainer_cfg.hostfile).read_text().splitlines():
-            line = line.split("#")[0].strip()
-            if line:
-                slots += int(line.split("slots=")[1]) if "slots=" in line else 1
-        return slots
+        return sum(slots for _, slots in hostfile_nodes(self.trainer_cfg.hostfile))
 
     def _check_launcher(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise WorkerError(None, f"the deepspeed launcher exited with code {self.proc.returncode}", self.log_tail())
+        for k, p in enumerate(self.procs):
+            if p.poll() is None:
+                continue
+            msg = f"the deepspeed launcher exited with code {p.returncode}"
+            if len(self.procs) > 1:
+                host = hostfile_nodes(self.trainer_cfg.hostfile)[k][0]
+                msg = (
+                    f"the deepspeed launcher of node {k} ({host}) exited with code {p.returncode}: check that {host} "
+                    "is up, that trainer.node_launch reaches it, and that it sees this venv and the run folder"
+                )
+            raise WorkerError(None, msg, self.log_tail())
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the workers printed (stdout and stderr of all ranks)."""
@@ -236,7 +273,7 @@ class PolicyWorkers:
 
     def close(self, *, force: bool = False, grace_s: float = 10.0) -> None:
         """Stop the workers: a polite shutdown command, then SIGTERM/SIGKILL to the launcher's process group."""
-        if not force and self.socks and self.proc is not None and self.proc.poll() is None:
+        if not force and self.socks and self.procs and all(p.poll() is None for p in self.procs):
             try:
                 self._request_each("shutdown", [{}] * len(self.socks), grace_s)
             except (WorkerError, OSError):
@@ -244,18 +281,18 @@ class PolicyWorkers:
         for s in self.socks.values():
             s.close()
         self.socks, self.readers = {}, {}
-        if self.proc is not None:
-            self._stop_process_group(grace_s)
-            self.proc = None
+        for p in self.procs:
+            self._stop_process_group(p, grace_s)
+        self.procs = []
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None
 
-    def _stop_process_group(self, grace_s: float) -> None:
-        """SIGTERM, then SIGKILL, to the launcher's process group, each time waiting until no member is left (the
+    @staticmethod
+    def _stop_process_group(proc: subprocess.Popen, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL, to a launcher's process group, each time waiting until no member is left (the
         launcher may be dead already, its ranks still running)."""
-        assert self.proc is not None
-        pgid = self.proc.pid
+        pgid = proc.pid
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(pgid, sig)
@@ -264,14 +301,14 @@ class PolicyWorkers:
             deadline = time.monotonic() + grace_s
             while _group_alive(pgid) and time.monotonic() < deadline:
                 try:
-                    self.proc.wait(timeout=0.1)  # reaps the launcher, which would count as a member otherwise
+                    proc.wait(timeout=0.1)  # reaps the launcher, which would count as a member otherwise
                 except subprocess.TimeoutExpired:
                     pass
             if not _group_alive(pgid):
                 break
 
     def __enter__(self) -> PolicyWorkers:
-        return self.start() if self.proc is None else self
+        return self.start() if not self.procs else self
 
     def __exit__(self, *exc: object) -> None:
         self.close(force=exc[0] is not None)
@@ -289,8 +326,9 @@ class PolicyWorkers:
         """Send rank r `args[r]`; wait for every reply or the first failure."""
         if not self.socks:
             raise WorkerError(None, "the worker group is not running (closed, or stopped after an error)")
-        if self.proc is not None and self.proc.poll() is not None:  # ranks alive, but nobody supervises them
-            code = self.proc.returncode
+        dead = [p for p in self.procs if p.poll() is not None]
+        if dead:  # ranks alive, but nobody supervises them
+            code = dead[0].returncode
             self.close(force=True)
             raise WorkerError(None, f"the deepspeed launcher exited with code {code} while its ranks ran on: the group "
                               "is stopped; a new session starts a new one and resumes from the last commit",

@@ -117,6 +117,7 @@ class Worker:
             "world_size": self.trainer.world_size,
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "node": int(os.environ.get("CROSS_RANK", "0")),  # the node rank under the launcher (0: one node)
             "device": str(self.trainer.device),
             "zero_stage": self.trainer.zero_stage,
             "backend": self.backend_name,

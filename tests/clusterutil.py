@@ -1,0 +1,73 @@
+"""A policy worker group's update on a fixed batch, as JSON: run on one host, or as the driver of a multi-host group
+inside the simulated cluster (infra/cluster.sh). Used by tests/test_cluster_ranks.py.
+
+    python tests/clusterutil.py --tiny DIR --out RESULT.json [--workers N] [--hostfile H --node-launch CMD
+        --listen ADDR] [--resume-from CKPT] [--save CKPT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def batch() -> list:
+    """A fixed batch: the same token ids and advantages wherever it runs (no sampling)."""
+    from azr_core.policy.trainer.records import SequenceRecord
+
+    rows = []
+    for i in range(8):
+        prompt = [(7 * i + j) % 50 + 3 for j in range(5 + i % 3)]
+        completion = [(11 * i + j) % 50 + 3 for j in range(3 + i % 4)]
+        rows.append(
+            SequenceRecord(prompt, completion, [0.0] * len(completion), (-1) ** i * (0.3 + 0.1 * i), f"g{i % 2}")
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tiny", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--hostfile", default=None)
+    ap.add_argument("--node-launch", default=None)
+    ap.add_argument("--listen", default="127.0.0.1")
+    ap.add_argument("--master-port", type=int, default=None)
+    ap.add_argument("--resume-from", default=None, help="load this checkpoint before the step")
+    ap.add_argument("--save", default=None, help="save a checkpoint after the step")
+    ap.add_argument("--log", default=None)
+    args = ap.parse_args()
+
+    from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
+    from azr_core.policy.trainer.client import PolicyWorkers
+    from azr_core.policy.trainer.records import SequenceRecord
+
+    cfg = TrainerConfig(num_workers=args.workers, hostfile=args.hostfile, node_launch=args.node_launch,
+                        listen_host=args.listen, master_port=args.master_port, zero_stage=2, lr=1e-3,
+                        micro_batch_size=2, worker_timeout_s=300)  # fmt: skip
+    group = PolicyWorkers(ModelConfig(name_or_path=args.tiny), RolloutConfig(batch_size=4), cfg,
+                          log_path=Path(args.log) if args.log else None, start_timeout_s=500)  # fmt: skip
+    with group:
+        info = group.ping()
+        if args.resume_from:
+            group.load_checkpoint(args.resume_from)
+        records = batch()
+        old = group.compute_logprobs(records)  # the sampling weights' log-probs: a ratio of 1 on the first pass
+        records = [SequenceRecord(r.prompt_token_ids, r.completion_token_ids, lp, r.advantage, r.group)
+                   for r, lp in zip(records, old, strict=True)]  # fmt: skip
+        metrics = group.train_step(records)
+        after = group.compute_logprobs(records)
+        if args.save:
+            group.save_checkpoint(args.save)
+    result = {"info": info, "metrics": metrics, "logprobs_before": old, "logprobs_after": after,
+              "refused_peers": group.refused_peers}  # fmt: skip
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
