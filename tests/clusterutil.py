@@ -29,6 +29,32 @@ def batch() -> list:
     return rows
 
 
+def sandbox_items(path: str) -> tuple[list[tuple[str, str]], list]:
+    """CRUXEval items as validation items, and grading requests: the gold output (right) and a wrong one, in turn."""
+    from azr_core.executor.executor import GradeRequest
+
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    items = [(r["code"], r["input"]) for r in rows]
+    grades = [GradeRequest("deduction", r["output"] if k % 2 == 0 else "'surely not'", program=r["code"],
+                           input=r["input"], output=r["output"]) for k, r in enumerate(rows)]  # fmt: skip
+    return items, grades
+
+
+def sandbox_check(group, path: str) -> dict:
+    """Validation and grading of a CRUXEval file on the hosts' sandboxes (HostSandboxes, as a run uses them)."""
+    from dataclasses import asdict
+
+    from azr_core.policy.trainer.client import HostSandboxes
+
+    sandboxes = HostSandboxes(group)
+    items, grades = sandbox_items(path)
+    valid = sandboxes.validate_many(items)
+    graded = sandboxes.grade_many(grades)
+    per_host = {rank: stats["executions"] for rank, (stats, _) in group.sandbox_stats.items()}
+    return {"info": group.info, "hosts": group.sandbox_ranks(), "stats": sandboxes.stats, "per_host": per_host,
+            "validated": [asdict(v) for v in valid], "graded": [asdict(g) for g in graded]}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", required=True)
@@ -41,8 +67,10 @@ def main() -> None:
     ap.add_argument("--resume-from", default=None, help="load this checkpoint before the step")
     ap.add_argument("--save", default=None, help="save a checkpoint after the step")
     ap.add_argument("--log", default=None)
+    ap.add_argument("--sandbox", default=None, help="a CRUXEval jsonl: validate and grade it on the hosts' sandboxes")
     args = ap.parse_args()
 
+    from azr_core.executor.config import ExecutorConfig
     from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
     from azr_core.policy.trainer.client import PolicyWorkers
     from azr_core.policy.trainer.records import SequenceRecord
@@ -50,8 +78,14 @@ def main() -> None:
     cfg = TrainerConfig(num_workers=args.workers, hostfile=args.hostfile, node_launch=args.node_launch,
                         listen_host=args.listen, master_port=args.master_port, zero_stage=2, lr=1e-3,
                         micro_batch_size=2, worker_timeout_s=300)  # fmt: skip
+    executor = ExecutorConfig(placement="hosts", workers=4, timeout_s=5.0) if args.sandbox else None
     group = PolicyWorkers(ModelConfig(name_or_path=args.tiny), RolloutConfig(batch_size=4), cfg,
-                          log_path=Path(args.log) if args.log else None, start_timeout_s=500)  # fmt: skip
+                          log_path=Path(args.log) if args.log else None, start_timeout_s=500,
+                          executor=executor)  # fmt: skip
+    if args.sandbox:
+        with group:
+            Path(args.out).write_text(json.dumps(sandbox_check(group, args.sandbox)))
+        return
     with group:
         info = group.ping()
         if args.resume_from:

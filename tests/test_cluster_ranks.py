@@ -135,3 +135,27 @@ def test_a_host_that_is_not_there_fails_the_start_at_once_named(cluster, tiny, t
         run_update(tmp_path, "missing", tiny, cluster, hosts=3)
     assert time.monotonic() - start < 120
     assert "launcher of node 2 (10.77.0.3) exited" in str(err.value) and "is up" in str(err.value)
+
+
+def test_the_sandbox_on_every_host_gives_the_local_results(cluster, tiny, tmp_path):
+    """executor.placement=hosts: CRUXEval's first half validated and graded on both hosts' pools, split in order,
+    with outputs and verdicts equal to one local executor's."""
+    from dataclasses import asdict
+
+    from azr_core.executor import Executor, ExecutorConfig
+    from tests.clusterutil import sandbox_items
+
+    data = ROOT / "azr_core" / "eval" / "data" / "cruxeval_dev.jsonl"
+    spread = run_update(tmp_path, "sandbox", tiny, cluster, hosts=2, extra=("--sandbox", str(data)))
+    assert spread["hosts"] == [0, 1]  # one pool on each host
+    items, grades = sandbox_items(str(data))
+    with Executor(ExecutorConfig(workers=4, timeout_s=5.0)) as local:
+        valid, graded = local.validate_many(items), local.grade_many(grades)
+    assert len(spread["validated"]) == len(items) == 400
+    assert spread["validated"] == [asdict(v) for v in valid]
+    assert sum(v["valid"] for v in spread["validated"]) == 400
+    assert spread["graded"] == [asdict(g) for g in graded]
+    assert [g["correct"] for g in spread["graded"]] == [k % 2 == 0 for k in range(400)]
+    # each host ran its share: two runs per validation (the determinism check), summed over the hosts
+    assert set(spread["per_host"]) == {"0", "1"} and min(spread["per_host"].values()) >= 2 * 200
+    assert spread["stats"]["executions"] == sum(spread["per_host"].values())

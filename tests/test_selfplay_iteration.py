@@ -411,3 +411,8 @@ def test_a_failed_session_ends_its_mlflow_run_failed(tmp_path):
         run_iteration(s)  # a resumed session continues the same MLflow run and ends it FINISHED
     run = client.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
+
+
+def test_the_sandbox_on_the_hosts_needs_a_worker_group(tmp_path):
+    with pytest.raises(ValueError, match="not a worker group: set executor.placement=driver"):
+        make_session(tmp_path, **{"executor.placement": "hosts"})

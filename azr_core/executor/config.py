@@ -25,6 +25,12 @@ class ExecutorConfig(Section):
         "at most 64, so that programs that run into the time limit (each holds its worker until then) overlap "
         "instead of stalling the batch. An idle worker costs memory (~10 MB), no CPU.",
     )
+    placement: Literal["driver", "hosts"] = Field(
+        "driver",
+        description="Where programs run. 'driver': one pool beside the driver. 'hosts': one pool on each host of the "
+        "policy's worker group (its first rank there), and each validation or grading batch is split among them in "
+        "order, for runs over several hosts (trainer.hostfile); results are the same as one pool's.",
+    )
     timeout_s: float = Field(
         10.0, gt=0, description="Wall-clock time limit of one execution, enforced by the parent (the reference: 10 s)."
     )

@@ -47,9 +47,9 @@ class Session:
             with connect(self.run_dir) as con:
                 self.buffers = TaskBuffers.from_connection(con)
             self.rng = random.Random(f"{cfg.run.seed}:{self.store.last_iteration}")
-            self.executor = Executor(cfg.executor).start()
             self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(cfg)
             self.policy = policy if policy is not None else _start_workers(cfg, self.run_dir)
+            self.executor = _sandbox(cfg, self.policy)
             self.step = self._resume_policy()
             self._remove_partial_checkpoints()
             # The run's tag names the flow run that last opened it: `azr status --run` links to it.
@@ -135,5 +135,18 @@ def _load_tokenizer(cfg: AZRConfig) -> Any:
 def _start_workers(cfg: AZRConfig, run_dir: Path) -> Policy:
     from azr_core.policy.trainer.client import PolicyWorkers
 
-    workers = PolicyWorkers(cfg.model, cfg.rollout, cfg.trainer, log_path=run_dir / "logs" / "workers.log")
+    workers = PolicyWorkers(cfg.model, cfg.rollout, cfg.trainer, log_path=run_dir / "logs" / "workers.log",
+                            executor=cfg.executor)  # fmt: skip
     return workers.start()
+
+
+def _sandbox(cfg: AZRConfig, policy: Policy) -> Any:
+    """The executor: a pool beside the driver, or (executor.placement=hosts) the pools of the worker group's hosts."""
+    if cfg.executor.placement == "driver":
+        return Executor(cfg.executor).start()
+    from azr_core.policy.trainer.client import HostSandboxes, PolicyWorkers
+
+    if not isinstance(policy, PolicyWorkers):
+        raise ValueError("executor.placement=hosts runs the sandbox on the policy's worker hosts, and this session's "
+                         "policy is not a worker group: set executor.placement=driver")  # fmt: skip
+    return HostSandboxes(policy)

@@ -20,9 +20,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from azr_core.executor.config import ExecutorConfig
+from azr_core.executor.executor import GradeRequest, GradeResult, ValidationResult
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.build_locks import clear_stale_build_locks
@@ -102,6 +105,7 @@ class PolicyWorkers:
         listen_host: str | None = None,
         launcher_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        executor: ExecutorConfig | None = None,
     ) -> None:
         self.model_cfg, self.rollout_cfg, self.trainer_cfg = model, rollout, trainer
         self.start_timeout_s = start_timeout_s
@@ -109,6 +113,8 @@ class PolicyWorkers:
         self.listen_host = listen_host or trainer.listen_host
         self.launcher_args = list(launcher_args)
         self.env = env
+        self.executor_cfg = executor  # the sandbox's settings, for executor.placement=hosts (else unused)
+        self.sandbox_stats: dict[int, tuple[dict[str, float], int]] = {}  # rank -> its host pool's stats, restarts
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="azr-workers-")) / "workers.log"
         self.procs: list[subprocess.Popen] = []  # the launcher, or one per node (trainer.node_launch)
         self.socks: dict[int, socket.socket] = {}
@@ -181,6 +187,7 @@ class PolicyWorkers:
                 "model": self.model_cfg.model_dump(mode="json"),
                 "rollout": self.rollout_cfg.model_dump(mode="json"),
                 "trainer": self.trainer_cfg.model_dump(mode="json"),
+                "executor": self.executor_cfg.model_dump(mode="json") if self.executor_cfg else None,
             }
             self.info = self._request_each("init", [init] * len(self.socks), self.start_timeout_s, raw_key="init")
         except BaseException:
@@ -318,6 +325,41 @@ class PolicyWorkers:
         """Number of ranks in the group."""
         return len(self.socks)
 
+    # ---- the sandbox on each host (executor.placement=hosts) ------------------------------------------------------
+
+    def sandbox_ranks(self) -> list[int]:
+        """The rank that runs each host's sandbox: the first rank of every node, in node order."""
+        first: dict[int, int] = {}
+        for info in sorted(self.info, key=lambda i: i["rank"]):
+            first.setdefault(int(info.get("node", 0)), int(info["rank"]))
+        return [first[n] for n in sorted(first)]
+
+    def validate_many(self, items: Sequence[tuple[str, str]]) -> list[ValidationResult]:
+        """`Executor.validate_many` over every host's sandbox: the batch split in order, the results rejoined."""
+        rows = self._on_hosts("validate_many", "items", [list(x) for x in items])
+        return [ValidationResult(**r) for r in rows]
+
+    def grade_many(self, requests: Sequence[GradeRequest]) -> list[GradeResult]:
+        """`Executor.grade_many` over every host's sandbox: the batch split in order, the results rejoined."""
+        rows = self._on_hosts("grade_many", "requests", [asdict(r) for r in requests])
+        return [GradeResult(**r) for r in rows]
+
+    def _on_hosts(self, cmd: str, key: str, payload: list) -> list[dict[str, Any]]:
+        hosts = self.sandbox_ranks()
+        size, extra = divmod(len(payload), len(hosts))
+        chunks, at = {}, 0
+        for k, rank in enumerate(hosts):  # contiguous shares, so that the results come back in order
+            n = size + (k < extra)
+            chunks[rank], at = payload[at : at + n], at + n
+        args = [{key: chunks.get(rank, [])} for rank in range(len(self.socks))]
+        replies = self._request_each(cmd, args, self.trainer_cfg.worker_timeout_s)
+        rows: list[dict[str, Any]] = []
+        for rank in hosts:
+            rows += replies[rank]["results"]
+            if replies[rank]["stats"]:
+                self.sandbox_stats[rank] = (replies[rank]["stats"], replies[rank]["restarts"])
+        return rows
+
     # ---- commands ------------------------------------------------------------------------------------------------
 
     def _request_each(
@@ -435,3 +477,34 @@ class PolicyWorkers:
             "load_checkpoint", [{"path": str(path)}] * self.world_size, self.trainer_cfg.worker_timeout_s
         )
         return int(res[0])
+
+
+class HostSandboxes:
+    """The executor interface the loop uses (`validate_many`, `grade_many`, `stats`, `worker_restarts`, `close`) over
+    the sandbox of every host of a worker group (executor.placement=hosts). The group owns the pools: they stop with
+    it."""
+
+    def __init__(self, workers: PolicyWorkers) -> None:
+        self.workers = workers
+
+    def validate_many(self, items: Sequence[tuple[str, str]]) -> list[ValidationResult]:
+        return self.workers.validate_many(list(items))
+
+    def grade_many(self, requests: Sequence[GradeRequest]) -> list[GradeResult]:
+        return self.workers.grade_many(list(requests))
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Executions, timeouts, crashes and seconds, summed over the hosts."""
+        out = {"executions": 0, "timeouts": 0, "crashes": 0, "exec_wall_s": 0.0}
+        for stats, _ in self.workers.sandbox_stats.values():
+            for k in out:
+                out[k] += stats.get(k, 0)
+        return out
+
+    @property
+    def worker_restarts(self) -> int:
+        return sum(restarts for _, restarts in self.workers.sandbox_stats.values())
+
+    def close(self) -> None:
+        pass  # the pools stop with their ranks (PolicyWorkers.close)

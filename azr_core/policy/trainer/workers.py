@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 import traceback
+from dataclasses import asdict
 from typing import Any
 
 
@@ -52,6 +53,8 @@ class Worker:
         from azr_core.policy.trainer.build_locks import clear_stale_build_locks
         from azr_core.policy.trainer.engine import PolicyTrainer
 
+        self.executor_cfg = init.get("executor")  # this host's sandbox, when the run places it on the hosts
+        self._sandbox = None
         self.model_cfg = ModelConfig.model_validate(init["model"])
         self.rollout_cfg = RolloutConfig.model_validate(init["rollout"])
         self.trainer_cfg = TrainerConfig.model_validate(init["trainer"])
@@ -124,8 +127,34 @@ class Worker:
             "step": self.trainer.step,
         }
 
+    def sandbox(self):
+        """This host's executor pool, started on first use (only the rank that serves its host's share starts one)."""
+        if self._sandbox is None:
+            from azr_core.executor import Executor, ExecutorConfig
+
+            self._sandbox = Executor(ExecutorConfig.model_validate(self.executor_cfg or {})).start()
+        return self._sandbox
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+
+    def _sandbox_reply(self, results: list) -> dict[str, Any]:
+        ex = self._sandbox
+        stats = dict(ex.stats) if ex else {}
+        return {"results": [asdict(r) for r in results], "stats": stats, "restarts": ex.worker_restarts if ex else 0}
+
     def handle(self, cmd: str, args: dict[str, Any]) -> Any:
         """Execute one command; the result is plain data."""
+        if cmd == "validate_many":
+            items = [(p, i) for p, i in args["items"]]
+            return self._sandbox_reply(self.sandbox().validate_many(items) if items else [])
+        if cmd == "grade_many":
+            from azr_core.executor.executor import GradeRequest
+
+            reqs = [GradeRequest(**{**r, "tests": [tuple(t) for t in r.get("tests") or []]}) for r in args["requests"]]
+            return self._sandbox_reply(self.sandbox().grade_many(reqs) if reqs else [])
         from azr_core.policy.rollout.base import SamplingParams, Script
         from azr_core.policy.trainer.records import SequenceRecord
 
@@ -175,14 +204,17 @@ def serve(address: str, token: str, connect_timeout_s: float = 600.0) -> int:
         try:
             msg = recv_msg(sock)
         except ChannelClosed:
+            worker.close()
             return 0  # the orchestrator went away: nothing left to serve
         if msg.get("cmd") == "shutdown":
+            worker.close()
             send_msg(sock, {"ok": True, "result": None})
             return 0
         try:
             result = worker.handle(msg["cmd"], msg.get("args", {}))
         except Exception:
             send_msg(sock, {"ok": False, "rank": rank, "error": traceback.format_exc()})
+            worker.close()
             return 1
         send_msg(sock, {"ok": True, "result": result})
 
