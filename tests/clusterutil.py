@@ -55,6 +55,36 @@ def sandbox_check(group, path: str) -> dict:
             "validated": [asdict(v) for v in valid], "graded": [asdict(g) for g in graded]}  # fmt: skip
 
 
+def kill_check(group, rank: int) -> dict:
+    """A rank killed outright (as a host's OOM killer or a lost host would) while the group is up: what the next
+    command reports, how fast, and whether anything of the group is left running."""
+    import os
+    import signal
+    import time
+
+    from azr_core.policy.trainer.client import WorkerError
+
+    group.start()
+    info = group.ping()
+    os.kill(info[rank]["pid"], signal.SIGKILL)
+    start = time.monotonic()
+    try:
+        group.train_step(batch())
+        error = None
+    except WorkerError as exc:
+        error = {"rank": exc.rank, "host": exc.host, "message": str(exc).splitlines()[0]}
+    seconds = time.monotonic() - start
+    time.sleep(1)
+    alive = []
+    for i in info:
+        try:
+            os.kill(i["pid"], 0)
+            alive.append(i["pid"])
+        except ProcessLookupError:
+            pass
+    return {"error": error, "seconds": seconds, "alive": alive, "stopped": group.proc is None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", required=True)
@@ -67,6 +97,7 @@ def main() -> None:
     ap.add_argument("--resume-from", default=None, help="load this checkpoint before the step")
     ap.add_argument("--save", default=None, help="save a checkpoint after the step")
     ap.add_argument("--log", default=None)
+    ap.add_argument("--kill-rank", type=int, default=None, help="SIGKILL this rank, then ask for an update")
     ap.add_argument("--sandbox", default=None, help="a CRUXEval jsonl: validate and grade it on the hosts' sandboxes")
     args = ap.parse_args()
 
@@ -82,6 +113,9 @@ def main() -> None:
     group = PolicyWorkers(ModelConfig(name_or_path=args.tiny), RolloutConfig(batch_size=4), cfg,
                           log_path=Path(args.log) if args.log else None, start_timeout_s=500,
                           executor=executor)  # fmt: skip
+    if args.kill_rank is not None:
+        Path(args.out).write_text(json.dumps(kill_check(group, args.kill_rank)))
+        return
     if args.sandbox:
         with group:
             Path(args.out).write_text(json.dumps(sandbox_check(group, args.sandbox)))

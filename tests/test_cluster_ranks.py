@@ -159,3 +159,11 @@ def test_the_sandbox_on_every_host_gives_the_local_results(cluster, tiny, tmp_pa
     # each host ran its share: two runs per validation (the determinism check), summed over the hosts
     assert set(spread["per_host"]) == {"0", "1"} and min(spread["per_host"].values()) >= 2 * 200
     assert spread["stats"]["executions"] == sum(spread["per_host"].values())
+
+
+def test_a_rank_killed_on_another_host_fails_the_next_command_naming_rank_and_host(cluster, tiny, tmp_path):
+    out = run_update(tmp_path, "killed", tiny, cluster, hosts=2, extra=("--kill-rank", "1"))
+    assert out["error"] is not None and out["error"]["rank"] == 1 and out["error"]["host"] == "10.77.0.2"
+    assert "rank 1 on 10.77.0.2 failed" in out["error"]["message"]
+    assert out["seconds"] < 60  # within seconds, far inside trainer.worker_timeout_s
+    assert out["stopped"] and out["alive"] == []  # the launchers and the surviving rank were stopped

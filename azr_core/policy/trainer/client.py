@@ -59,11 +59,13 @@ def hostfile_nodes(path: str | Path) -> list[tuple[str, int]]:
 
 
 class WorkerError(RuntimeError):
-    """A worker failed: `rank` (None when the group failed as a whole) and the error text it reported."""
+    """A worker failed: `rank` (None when the group failed as a whole), its host when the group spans several, and
+    the error text it reported."""
 
-    def __init__(self, rank: int | None, error: str, log_tail: str = "") -> None:
-        self.rank, self.error, self.log_tail = rank, error, log_tail
+    def __init__(self, rank: int | None, error: str, log_tail: str = "", host: str | None = None) -> None:
+        self.rank, self.error, self.log_tail, self.host = rank, error, log_tail, host
         who = f"policy worker rank {rank}" if rank is not None else "policy worker group"
+        who += f" on {host}" if host else ""
         msg = f"{who} failed: {error.strip()}"
         if log_tail:
             msg += f"\n--- worker log (last lines) ---\n{log_tail}"
@@ -388,7 +390,10 @@ class PolicyWorkers:
                 if left <= 0:
                     waiting = sorted(set(self.socks) - set(replies))
                     raise WorkerError(
-                        waiting[0], f"'{cmd}' timed out after {timeout_s:.0f}s (ranks {waiting})", self.log_tail()
+                        waiting[0],
+                        f"'{cmd}' timed out after {timeout_s:.0f}s (ranks {waiting})",
+                        self.log_tail(),
+                        self._host_of(waiting[0]),
                     )
                 for key, _ in sel.select(timeout=min(left, 1.0)):
                     rank = key.data
@@ -397,11 +402,15 @@ class PolicyWorkers:
                     except (ChannelClosed, OSError) as err:
                         time.sleep(0.5)  # let the launcher log the dying rank's last words
                         raise WorkerError(
-                            rank, f"connection lost during '{cmd}' ({err}); the process died", self.log_tail()
+                            rank,
+                            f"connection lost during '{cmd}' ({err}); the process died",
+                            self.log_tail(),
+                            self._host_of(rank),
                         ) from err
                     for msg in msgs:
                         if not msg.get("ok"):
-                            raise WorkerError(int(msg.get("rank", rank)), msg.get("error", "unknown error"))
+                            who = int(msg.get("rank", rank))
+                            raise WorkerError(who, msg.get("error", "unknown error"), host=self._host_of(who))
                         replies[rank] = msg.get("result")
                         sel.unregister(self.socks[rank])
                 if len(replies) < len(self.socks):
@@ -412,6 +421,14 @@ class PolicyWorkers:
         finally:
             sel.close()
         return [replies[r] for r in sorted(replies)]
+
+    def _host_of(self, rank: int) -> str | None:
+        """The hostfile host of a rank when the group spans several nodes (None on one node)."""
+        if self.trainer_cfg.hostfile is None or not self.info:
+            return None
+        node = next((int(i.get("node", 0)) for i in self.info if i.get("rank") == rank), None)
+        nodes = hostfile_nodes(self.trainer_cfg.hostfile)
+        return nodes[node][0] if node is not None and node < len(nodes) and len(nodes) > 1 else None
 
     def ping(self) -> list[dict[str, Any]]:
         """Each rank's identity (rank, pid, host, device, ZeRO stage, backend, step)."""
