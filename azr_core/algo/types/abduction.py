@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from azr_core.algo.prompt_text import EXAMPLE_INPUT, FORMAT_INPUT, fence, program_proposer
-from azr_core.algo.tasks import Task, TaskType, seed_tasks
+from azr_core.algo.prompt_text import EXAMPLE_INPUT, FORMAT_INPUT, fence
+from azr_core.algo.tasks import Task, TaskType
 from azr_core.algo.types.base import ProgramTaskType
-from azr_core.executor.executor import GradeRequest
 
 PURPOSE = (
     "Your input is run through your program; a test subject then gets the program and that output and must find an "
@@ -21,12 +18,8 @@ class Abduction(ProgramTaskType):
 
     name = TaskType.ABDUCTION
     answer_tag = "input"
-
-    def proposer_text(
-        self, references: Sequence[Task], *, n_inputs: int, compact: bool, worked_example: bool, timeout_s: float
-    ) -> str:
-        return program_proposer(references, purpose=PURPOSE, hard=HARD, timeout_s=timeout_s, compact=compact,
-                                worked_example=worked_example)  # fmt: skip
+    purpose = PURPOSE
+    hard = HARD
 
     def solver_text(self, task: Task, *, compact: bool, timeout_s: float) -> str:
         """The solver's request for an abduction task: an input that makes the program return the output."""
@@ -46,9 +39,3 @@ class Abduction(ProgramTaskType):
             f"# Answer format:\n{fence('input', FORMAT_INPUT)}\n"
             f"# Example of the answer format:\n{fence('input', EXAMPLE_INPUT)}\n"
         )
-
-    def grade_request(self, task: Task, answer: str) -> GradeRequest:
-        return GradeRequest("abduction", answer, program=task.program, input=task.input, output=task.output)
-
-    def zero_tasks(self) -> list[Task]:
-        return [t for t in seed_tasks() if t.task_type is self.name]

@@ -22,7 +22,8 @@ from azr_core.algo.candidates import (
     input_key,
     with_changes,
 )
-from azr_core.algo.tasks import Task
+from azr_core.algo.prompt_text import program_proposer
+from azr_core.algo.tasks import Task, seed_tasks
 from azr_core.executor.executor import GradeRequest
 from azr_core.lang.parsing import InputError, extract_fenced
 
@@ -97,8 +98,9 @@ class TaskTypeSpec:
                     proposal_id=task.proposal_id, reference_ids=task.reference_ids)  # fmt: skip
 
     def zero_tasks(self) -> list[Task]:
-        """The task(s) the type's buffer starts from (the paper's zero triplet)."""
-        raise NotImplementedError
+        """The task(s) the type's buffer starts from: the paper's zero triplet for a built-in type (the identity on
+        one input; induction's with one pair shown and one held out). A type of its own overrides it."""
+        return [t for t in seed_tasks() if t.task_type == self.name]
 
     # ---- answers ----------------------------------------------------------------------------------------------------
 
@@ -116,10 +118,26 @@ class TaskTypeSpec:
 
 
 class ProgramTaskType(TaskTypeSpec):
-    """A type whose proposer writes a program `f` and one input (deduction, abduction): the run gives the output."""
+    """A type whose proposer writes a program `f` and one input (deduction, abduction): the run gives the output.
+    A subclass sets its wording (`purpose`, `hard`) and its solver's request; the executor's grading plan of the same
+    name grades it."""
 
     proposes_program = True
     seed_role: ClassVar[SeedRole] = "programs"
+    #: What the test subject will do with the program and input (the proposer prompt's purpose, a sentence or two).
+    purpose: ClassVar[str]
+    #: What the difficulty criterion of the proposer prompt is about.
+    hard: ClassVar[str]
+
+    def proposer_text(
+        self, references: Sequence[Task], *, n_inputs: int, compact: bool, worked_example: bool, timeout_s: float
+    ) -> str:
+        return program_proposer(references, purpose=self.purpose, hard=self.hard, timeout_s=timeout_s,
+                                compact=compact, worked_example=worked_example)  # fmt: skip
+
+    def grade_request(self, task: Task, answer: str) -> GradeRequest:
+        plan = str(self.name)  # the executor's plan of the same name: deduction or abduction
+        return GradeRequest(plan, answer, program=task.program, input=task.input, output=task.output)  # type: ignore[arg-type]
 
     def parse(self, region: str, base: Candidate, *, reference: Task | None, **options: Any) -> Candidate:
         programs = extract_fenced(region, "python")

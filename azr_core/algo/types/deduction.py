@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from azr_core.algo.prompt_text import EXAMPLE_OUTPUT, fence, program_proposer
-from azr_core.algo.tasks import Task, TaskType, seed_tasks
+from azr_core.algo.prompt_text import EXAMPLE_OUTPUT, fence
+from azr_core.algo.tasks import Task, TaskType
 from azr_core.algo.types.base import ProgramTaskType
-from azr_core.executor.executor import GradeRequest
 
 PURPOSE = "A test subject will get your program and your input and must work out the output it produces."
 HARD = "working out the output from your program and your input"
@@ -18,12 +15,8 @@ class Deduction(ProgramTaskType):
 
     name = TaskType.DEDUCTION
     answer_tag = "output"
-
-    def proposer_text(
-        self, references: Sequence[Task], *, n_inputs: int, compact: bool, worked_example: bool, timeout_s: float
-    ) -> str:
-        return program_proposer(references, purpose=PURPOSE, hard=HARD, timeout_s=timeout_s, compact=compact,
-                                worked_example=worked_example)  # fmt: skip
+    purpose = PURPOSE
+    hard = HARD
 
     def solver_text(self, task: Task, *, compact: bool, timeout_s: float) -> str:
         """The solver's request for a deduction task: the output of the program on the input."""
@@ -42,9 +35,3 @@ class Deduction(ProgramTaskType):
             f"# Input:\n{fence('input', task.input or '')}\n\n"
             f"# Example of the answer format:\n{fence('output', EXAMPLE_OUTPUT)}\n"
         )
-
-    def grade_request(self, task: Task, answer: str) -> GradeRequest:
-        return GradeRequest("deduction", answer, program=task.program, input=task.input, output=task.output)
-
-    def zero_tasks(self) -> list[Task]:
-        return [t for t in seed_tasks() if t.task_type is self.name]

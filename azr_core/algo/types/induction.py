@@ -23,7 +23,7 @@ from azr_core.algo.prompt_text import (
     fence,
     worked_answer,
 )
-from azr_core.algo.tasks import Task, TaskType, seed_tasks
+from azr_core.algo.tasks import Task, TaskType
 from azr_core.algo.types.base import SeedRole, TaskTypeSpec
 from azr_core.executor.executor import GradeRequest
 from azr_core.lang.parsing import InputError, extract_fenced, last_fenced_block
@@ -130,10 +130,6 @@ class Induction(TaskTypeSpec):
     def grade_request(self, task: Task, answer: str) -> GradeRequest:
         """Graded on the held-out pairs only."""
         return GradeRequest("induction", answer, tests=list(zip(task.held_inputs, task.held_outputs, strict=True)))
-
-    def zero_tasks(self) -> list[Task]:
-        """The identity with two inputs: one pair shown, one held out to grade on."""
-        return [t for t in seed_tasks() if t.task_type is self.name]
 
 
 def split_induction_pairs(
