@@ -191,11 +191,13 @@ NEW = ("novel", "complexity", "halstead_effort", "edit_distance", "edit_distance
 
 def _old_layout(run_dir: Path) -> None:
     """A version-2 run folder as azr wrote it before the measures: proposals files without the new columns."""
+    from azr_core.algo.buffers import task_to_row
+    from azr_core.algo.tasks import seed_tasks
     from azr_core.config import StoreConfig
     from azr_core.store import open_run, partition_dir
     from azr_core.store.schema import schema_for
 
-    with open_run(run_dir) as store:
+    with open_run(run_dir, seed_rows=[task_to_row(t) for t in seed_tasks()]) as store:
         store.config = StoreConfig(fsync=False)
         old = pa.schema([f for f in schema_for("proposals") if f.name not in NEW],
                         metadata={b"azr.schema_version": b"2", b"azr.table": b"proposals"})  # fmt: skip
