@@ -1,6 +1,9 @@
 """The lever table of issue 19: several `bench/bench_learning.py` runs side by side, one row per run.
 
-    .venv/bin/python bench/bench_levers.py NAME=RUN_DIR[:LOG] ...   # LOG: the run's bench_learning output
+    .venv/bin/python bench/bench_levers.py [--first N] NAME=RUN_DIR[:LOG] ...   # LOG: the run's bench_learning output
+
+`--first N` reads only iterations 1..N of every run (a longer run as the baseline of shorter ones; the probe column
+then shows the log's `change 0 -> N` line, or `-` when the run did not probe at N).
 
 Per run, over its training iterations: validity of deduction / abduction / induction proposals, novel tasks of each
 type (canonical program with new input values: azr_core/algo/proposer_measures.py), the distinct programs behind each
@@ -26,11 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TYPES = ("deduction", "abduction", "induction")
 
 
-def row(name: str, run_dir: str, log: str | None) -> list[str]:
+def row(name: str, run_dir: str, log: str | None, first: int | None = None) -> list[str]:
     from azr_core.algo.proposer_measures import learnable, program_key
     from azr_core.store import connect
 
     con = connect(run_dir)
+    if first is not None:  # every query below sees iterations 0..first only
+        for table in ("proposals", "tasks", "iterations", "rollouts"):
+            con.execute(f"ALTER VIEW {table} RENAME TO all_{table}")
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM all_{table} WHERE iteration <= {int(first)}")
     props = con.execute(
         "SELECT task_type, valid, novel, program, solve_rate, complexity, edit_distance_norm FROM proposals "
         "WHERE stage = 'propose'"
@@ -61,7 +68,8 @@ def row(name: str, run_dir: str, log: str | None) -> list[str]:
     cells.append(f"{statistics.median(w for w, _ in iters):.0f}" if iters else "-")
     probe = "-"
     if log and Path(log).exists():
-        found = re.findall(r"change \d+ -> \d+: reward (\S+ \[\S+, \S+\])", Path(log).read_text(errors="replace"))
+        upto = str(int(first)) if first is not None else r"\d+"
+        found = re.findall(rf"change \d+ -> {upto}: reward (\S+ \[\S+, \S+\])", Path(log).read_text(errors="replace"))
         probe = found[-1] if found else "-"
     cells.append(probe)
     return cells
@@ -131,7 +139,10 @@ def replay_novelty(con) -> tuple[list[tuple], dict[str, set[str]]]:
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or any("=" not in a for a in sys.argv[1:]):
+    args, first = sys.argv[1:], None
+    if args[:1] == ["--first"] and len(args) > 1 and args[1].isdigit():
+        first, args = int(args[1]), args[2:]
+    if not args or any("=" not in a for a in args):
         raise SystemExit(__doc__)
     head = ["run", "its", "valid ded", "valid abd", "valid ind", "novel ded", "novel abd", "novel ind",
             "programs of novel tasks d/a/i", "new programs d/a", "learnable at birth", "complexity", "edit dist",
@@ -139,10 +150,10 @@ def main() -> None:
             "probe reward change"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
-    for arg in sys.argv[1:]:
+    for arg in args:
         name, _, rest = arg.partition("=")
         run_dir, _, log = rest.partition(":")
-        print("| " + " | ".join(row(name, run_dir, log or None)) + " |")
+        print("| " + " | ".join(row(name, run_dir, log or None, first)) + " |")
 
 
 if __name__ == "__main__":
