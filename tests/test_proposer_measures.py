@@ -301,3 +301,17 @@ def test_a_committed_iteration_writes_the_columns_and_the_metrics(tmp_path):
     assert mlrun.data.metrics["novel_tasks/deduction"] == metrics["novel_tasks/deduction"]
     page = build_report(run, tmp_path / "report")
     assert (page.parent / "invention.png").is_file() and (page.parent / "invented_programs.png").is_file()
+
+
+def test_code_after_a_return_is_not_another_program():
+    # cpu-tiny's abduction proposer padded the identity so (a 30-iteration run): still the identity
+    ident = program_key("def f(x):\n    return x")
+    padded = [
+        "def f(x):\n    return x\n    # the body of the function accepts an argument\n    return x",
+        "def f(x):\n    return x\n    def f(x):\n        return x\n    def f_def():\n        return 'Hello'",
+    ]
+    assert all(program_key(p) == ident for p in padded)
+    # a return inside a branch ends the branch only
+    assert program_key("def f(x):\n    if x:\n        return 1\n    return 2") != program_key(
+        "def f(x):\n    if x:\n        return 1"
+    )

@@ -55,6 +55,22 @@ def _drop_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+_ENDS_BLOCK = (ast.Return, ast.Raise, ast.Continue, ast.Break)
+
+
+def _drop_unreachable(tree: ast.AST) -> ast.AST:
+    """Remove the statements after a `return`, `raise`, `continue` or `break` in the same block: they never run, so
+    `return x` followed by more code is still `return x` (a small model pads its programs so)."""
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                end = next((k for k, stmt in enumerate(block) if isinstance(stmt, _ENDS_BLOCK)), None)
+                if end is not None:
+                    setattr(node, name, block[: end + 1])
+    return tree
+
+
 class _Normalise(ast.NodeTransformer):
     """What does not change what a program computes: type annotations are dropped, and the names a function binds
     (its parameters and local variables) become `v0, v1, ...` in order of first appearance, per function, so
@@ -101,7 +117,8 @@ def _parse(program: str) -> ast.Module | None:
 def canonical_program(program: str) -> str:
     """The program as a comparison sees it: `ast.dump` of its parse tree without docstrings.
 
-    Comments, blank lines, indentation width, quote style, docstrings and type annotations vanish, and each
+    Comments, blank lines, indentation width, quote style, docstrings, type annotations and code after a block's
+    `return` (or `raise`, `continue`, `break`) vanish, and each
     function's parameters and local variables are renamed in order of appearance (`_Normalise`), so a renamed
     variable is the same program; function names, attributes and globals are kept. A text that does not parse
     falls back to itself, stripped. The dump follows the running Python's `ast`, so it is compared within one
@@ -109,12 +126,14 @@ def canonical_program(program: str) -> str:
 
     >>> canonical_program("def f(x):\\n    '''doc'''\\n    return x  # same") == canonical_program("def f(x): return x")
     True
+    >>> canonical_program("def f(x):\\n    return x\\n    return 1") == canonical_program("def f(x): return x")
+    True
     """
     tree = _parse(program)
     if tree is None:
         return "text:" + program.strip()
     try:
-        return ast.dump(_Normalise().visit(_drop_docstrings(tree)))
+        return ast.dump(_Normalise().visit(_drop_unreachable(_drop_docstrings(tree))))
     except RecursionError:  # a pathologically deep tree
         return "text:" + program.strip()
 
