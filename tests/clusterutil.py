@@ -44,14 +44,14 @@ def sandbox_check(group, path: str) -> dict:
     """Validation and grading of a CRUXEval file on the hosts' sandboxes (HostSandboxes, as a run uses them)."""
     from dataclasses import asdict
 
-    from azr_core.policy.trainer.client import HostSandboxes
+    from azr_core.policy.trainer.sandboxes import HostSandboxes
 
     sandboxes = HostSandboxes(group)
     items, grades = sandbox_items(path)
     valid = sandboxes.validate_many(items)
     graded = sandboxes.grade_many(grades)
-    per_host = {rank: stats["executions"] for rank, (stats, _) in group.sandbox_stats.items()}
-    return {"info": group.info, "hosts": group.sandbox_ranks(), "stats": sandboxes.stats, "per_host": per_host,
+    per_host = {rank: stats["executions"] for rank, (stats, _) in sandboxes.per_host.items()}
+    return {"info": group.info, "hosts": sandboxes.sandbox_ranks(), "stats": sandboxes.stats, "per_host": per_host,
             "validated": [asdict(v) for v in valid], "graded": [asdict(g) for g in graded]}  # fmt: skip
 
 

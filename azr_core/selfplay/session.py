@@ -144,7 +144,8 @@ def _sandbox(cfg: AZRConfig, policy: Policy) -> Any:
     """The executor: a pool beside the driver, or (executor.placement=hosts) the pools of the worker group's hosts."""
     if cfg.executor.placement == "driver":
         return Executor(cfg.executor).start()
-    from azr_core.policy.trainer.client import HostSandboxes, PolicyWorkers
+    from azr_core.policy.trainer.client import PolicyWorkers
+    from azr_core.policy.trainer.sandboxes import HostSandboxes
 
     if not isinstance(policy, PolicyWorkers):
         raise ValueError("executor.placement=hosts runs the sandbox on the policy's worker hosts, and this session's "

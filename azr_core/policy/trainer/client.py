@@ -12,25 +12,22 @@ import hmac
 import os
 import secrets
 import selectors
-import shlex
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from azr_core.executor.config import ExecutorConfig
-from azr_core.executor.executor import GradeRequest, GradeResult, ValidationResult
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.build_locks import clear_stale_build_locks
+from azr_core.policy.trainer.hosts import hostfile_nodes, launcher_commands
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
-from azr_core.policy.trainer.records import SequenceRecord, free_port, split_micro_batches, summarize
+from azr_core.policy.trainer.records import SequenceRecord, split_micro_batches, summarize
 
 _RANK_VARS = {
     "RANK",
@@ -43,19 +40,6 @@ _RANK_VARS = {
     "CROSS_RANK",
     "CROSS_SIZE",
 }
-
-
-def hostfile_nodes(path: str | Path) -> list[tuple[str, int]]:
-    """A DeepSpeed hostfile's nodes in order: (host, slots) per `HOST slots=N` line (comments and blanks skipped)."""
-    nodes = []
-    for line in Path(path).read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            host, _, rest = line.partition(" ")
-            nodes.append((host, int(rest.split("slots=")[1].split()[0]) if "slots=" in rest else 1))
-    if not nodes:
-        raise ValueError(f"the hostfile {path} names no host: one `HOST slots=N` line per node")
-    return nodes
 
 
 class WorkerError(RuntimeError):
@@ -116,7 +100,6 @@ class PolicyWorkers:
         self.launcher_args = list(launcher_args)
         self.env = env
         self.executor_cfg = executor  # the sandbox's settings, for executor.placement=hosts (else unused)
-        self.sandbox_stats: dict[int, tuple[dict[str, float], int]] = {}  # rank -> its host pool's stats, restarts
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkdtemp(prefix="azr-workers-")) / "workers.log"
         self.procs: list[subprocess.Popen] = []  # the launcher, or one per node (trainer.node_launch)
         self.socks: dict[int, socket.socket] = {}
@@ -131,31 +114,8 @@ class PolicyWorkers:
         return self.procs[0] if self.procs else None
 
     def launcher_commands(self, port: int, token_file: Path) -> list[list[str]]:
-        """The `deepspeed` launcher command lines (run with this interpreter, so the same venv): one, or one per node
-        through `trainer.node_launch` (--no_ssh, each with its --node_rank).
-
-        They name the file holding the channel's token, never the token: a command line is readable by every user
-        (`ps`) and the launcher prints it into workers.log. On several nodes the file must be on storage they
-        share (it sits beside the worker log, in the run folder)."""
-        t = self.trainer_cfg
-        master_port = t.master_port or free_port()
-        base = [sys.executable, "-m", "deepspeed.launcher.runner", "--master_port", str(master_port)]
-        tail = [*self.launcher_args, "--module", "azr_core.policy.trainer.workers",
-                "--connect", f"{self.listen_host}:{port}", "--token-file", str(token_file)]  # fmt: skip
-        if t.hostfile is None:
-            if t.node_launch is not None:
-                raise ValueError("trainer.node_launch needs trainer.hostfile: the nodes to launch on")
-            return [[*base, "--num_gpus", str(t.num_workers), *tail]]
-        addr = ["--master_addr", t.master_addr] if t.master_addr else []
-        if t.node_launch is None:
-            return [[*base, "--hostfile", str(t.hostfile), *addr, *tail]]
-        nodes = hostfile_nodes(t.hostfile)
-        addr = ["--master_addr", t.master_addr or nodes[0][0]]
-        return [
-            [*shlex.split(t.node_launch.format(host=host, node=k + 1, node_rank=k)), *base,
-             "--hostfile", str(t.hostfile), "--no_ssh", "--node_rank", str(k), *addr, *tail]
-            for k, (host, _slots) in enumerate(nodes)
-        ]  # fmt: skip
+        """The `deepspeed` launcher command lines: one, or one per node (`azr_core.policy.trainer.hosts`)."""
+        return launcher_commands(self.trainer_cfg, f"{self.listen_host}:{port}", token_file, self.launcher_args)
 
     def start(self) -> PolicyWorkers:
         """Launch the workers and wait until every rank has built its trainer (or failed)."""
@@ -327,41 +287,6 @@ class PolicyWorkers:
         """Number of ranks in the group."""
         return len(self.socks)
 
-    # ---- the sandbox on each host (executor.placement=hosts) ------------------------------------------------------
-
-    def sandbox_ranks(self) -> list[int]:
-        """The rank that runs each host's sandbox: the first rank of every node, in node order."""
-        first: dict[int, int] = {}
-        for info in sorted(self.info, key=lambda i: i["rank"]):
-            first.setdefault(int(info.get("node", 0)), int(info["rank"]))
-        return [first[n] for n in sorted(first)]
-
-    def validate_many(self, items: Sequence[tuple[str, str]]) -> list[ValidationResult]:
-        """`Executor.validate_many` over every host's sandbox: the batch split in order, the results rejoined."""
-        rows = self._on_hosts("validate_many", "items", [list(x) for x in items])
-        return [ValidationResult(**r) for r in rows]
-
-    def grade_many(self, requests: Sequence[GradeRequest]) -> list[GradeResult]:
-        """`Executor.grade_many` over every host's sandbox: the batch split in order, the results rejoined."""
-        rows = self._on_hosts("grade_many", "requests", [asdict(r) for r in requests])
-        return [GradeResult(**r) for r in rows]
-
-    def _on_hosts(self, cmd: str, key: str, payload: list) -> list[dict[str, Any]]:
-        hosts = self.sandbox_ranks()
-        size, extra = divmod(len(payload), len(hosts))
-        chunks, at = {}, 0
-        for k, rank in enumerate(hosts):  # contiguous shares, so that the results come back in order
-            n = size + (k < extra)
-            chunks[rank], at = payload[at : at + n], at + n
-        args = [{key: chunks.get(rank, [])} for rank in range(len(self.socks))]
-        replies = self._request_each(cmd, args, self.trainer_cfg.worker_timeout_s)
-        rows: list[dict[str, Any]] = []
-        for rank in hosts:
-            rows += replies[rank]["results"]
-            if replies[rank]["stats"]:
-                self.sandbox_stats[rank] = (replies[rank]["stats"], replies[rank]["restarts"])
-        return rows
-
     # ---- commands ------------------------------------------------------------------------------------------------
 
     def _request_each(
@@ -421,6 +346,11 @@ class PolicyWorkers:
         finally:
             sel.close()
         return [replies[r] for r in sorted(replies)]
+
+    def request_each(self, cmd: str, args: Sequence[dict[str, Any]], timeout_s: float) -> list[Any]:
+        """Send rank r the command with `args[r]`; every rank's reply, in rank order (a failure stops the group and
+        raises WorkerError, as every command does)."""
+        return self._request_each(cmd, args, timeout_s)
 
     def _host_of(self, rank: int) -> str | None:
         """The hostfile host of a rank when the group spans several nodes (None on one node)."""
@@ -494,34 +424,3 @@ class PolicyWorkers:
             "load_checkpoint", [{"path": str(path)}] * self.world_size, self.trainer_cfg.worker_timeout_s
         )
         return int(res[0])
-
-
-class HostSandboxes:
-    """The executor interface the loop uses (`validate_many`, `grade_many`, `stats`, `worker_restarts`, `close`) over
-    the sandbox of every host of a worker group (executor.placement=hosts). The group owns the pools: they stop with
-    it."""
-
-    def __init__(self, workers: PolicyWorkers) -> None:
-        self.workers = workers
-
-    def validate_many(self, items: Sequence[tuple[str, str]]) -> list[ValidationResult]:
-        return self.workers.validate_many(list(items))
-
-    def grade_many(self, requests: Sequence[GradeRequest]) -> list[GradeResult]:
-        return self.workers.grade_many(list(requests))
-
-    @property
-    def stats(self) -> dict[str, float]:
-        """Executions, timeouts, crashes and seconds, summed over the hosts."""
-        out = {"executions": 0, "timeouts": 0, "crashes": 0, "exec_wall_s": 0.0}
-        for stats, _ in self.workers.sandbox_stats.values():
-            for k in out:
-                out[k] += stats.get(k, 0)
-        return out
-
-    @property
-    def worker_restarts(self) -> int:
-        return sum(restarts for _, restarts in self.workers.sandbox_stats.values())
-
-    def close(self) -> None:
-        pass  # the pools stop with their ranks (PolicyWorkers.close)
