@@ -15,6 +15,8 @@
 # as a cluster's shared storage would be. There is no sshd: a launcher runs on each host through `exec` (DeepSpeed's
 # --no_ssh mode with --node_rank), as a scheduler would start it.
 #
+# One cluster per machine: the hosts' names are fixed, so `down` (and an `up` of another shape) removes any azr-h*
+# namespace, whichever state folder made it; two test runs at once must not both use it.
 # `up` is idempotent: a complete cluster of the same shape is left as it is; a half-made one (a failed `up`, or
 # namespaces left by a killed run) or one of another shape is torn down first. A failing `up` tears down what it made.
 set -euo pipefail
