@@ -43,7 +43,7 @@ def main() -> None:
     trainers = {n: PolicyTrainer(cfg.model, cfg.trainer.model_copy(update={"shared_prefix_min_tokens": sides[n]}))
                 for n in names}  # fmt: skip
     tok = next(iter(trainers.values())).tokenizer
-    # answers alternate deduction and abduction prompts: grouped by type, as the update batch is (GROUP_ORDER)
+    # answers alternate deduction and abduction prompts: grouped by type, as the update batch is (stages.group_order)
     made = answers(tok, cfg, args.answers)
     records = [r for k in (0, 1) for pieces, adv in made[k::2] for r in training_records(pieces, adv, f"g{k}")]
     prompt = sum(len(r.prompt_token_ids) for r in records) / len(records)

@@ -46,10 +46,6 @@ def group_order(types: Sequence[str] = TASK_TYPES) -> list[str]:
     return [f"{role}/{t}" for role in ("propose", "solve") for t in types]
 
 
-#: The six groups of the built-in types, in order.
-GROUP_ORDER = group_order()
-
-
 # ---- the stages ---------------------------------------------------------------------------------------------------
 
 
