@@ -20,10 +20,12 @@ import os
 import shlex
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from azr_core.stack_settings import (  # noqa: F401 - re-exported: the stack's s
     TELEMETRY_OPT_IN,
     WORKER_NAME,
     StackSettings,
+    read_stack_file,
     repo_root,
     resolve_state_dir,
     telemetry_env,
@@ -50,6 +53,7 @@ from azr_core.stack_settings import (  # noqa: F401 - re-exported: the stack's s
 # Leases of deployment concurrency slots in files under PREFECT_HOME: the in-memory default forgets them on a server
 # restart, so a slot held then stays taken until the lease would have expired.
 LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+STACK_ID_VARIABLE = "azr_stack_id"  # the Prefect variable that holds the stack's id (see `azr join`)
 
 
 class StackError(RuntimeError):
@@ -76,12 +80,13 @@ class ServiceStatus:
 # ---- HTTP and processes --------------------------------------------------------------------------------------------
 
 
-def _http(url: str, *, body: dict[str, object] | None = None, timeout: float = 5.0) -> tuple[int, str]:
-    """(status, text) of a GET (or a JSON POST when `body`); status 0 when nothing answers."""
+def http_call(url: str, *, body: dict[str, object] | None = None, timeout: float = 5.0,
+          method: str | None = None) -> tuple[int, str]:  # fmt: skip
+    """(status, text) of a GET (or a JSON POST when `body`, or `method`); status 0 when nothing answers."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method=method)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we build
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the stack's own URLs
             return resp.status, resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode("utf-8", "replace")
@@ -89,13 +94,13 @@ def _http(url: str, *, body: dict[str, object] | None = None, timeout: float = 5
         return 0, ""
 
 
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
-        return s.connect_ex((HOST, port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
-def _bin(name: str) -> str:
+def console_script(name: str) -> str:
     """A console script of this virtualenv (beside the running python), else from PATH."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else name
@@ -124,12 +129,12 @@ def _base_env(settings: StackSettings) -> dict[str, str]:
 def ensure_crash_automation(settings: StackSettings) -> str:
     """Create the crash automation on the stack's Prefect server unless one of that name exists: 'exists' or
     'created'."""
-    code, text = _http(f"{settings.prefect_api_url}/automations/filter", body={}, timeout=10.0)
+    code, text = http_call(f"{settings.prefect_api_url}/automations/filter", body={}, timeout=10.0)
     if code != 200:
         raise StackError(f"listing Prefect automations failed: HTTP {code or 'no answer'} {text[:200]}")
     if any(a.get("name") == CRASH_AUTOMATION for a in json.loads(text)):
         return "exists"
-    code, text = _http(f"{settings.prefect_api_url}/automations/", body=crash_automation(), timeout=10.0)
+    code, text = http_call(f"{settings.prefect_api_url}/automations/", body=crash_automation(), timeout=10.0)
     if code not in (200, 201):
         raise StackError(f"creating the crash automation failed: HTTP {code or 'no answer'} {text[:300]}")
     return "created"
@@ -138,19 +143,20 @@ def ensure_crash_automation(settings: StackSettings) -> str:
 def _command(settings: StackSettings, service: str) -> tuple[list[str], dict[str, str]]:
     env = _base_env(settings)
     if service == "prefect-server":
-        cmd = [_bin("prefect"), "--no-prompt", "server", "start", "--host", HOST, "--port", str(settings.prefect_port)]
+        cmd = [console_script("prefect"), "--no-prompt", "server", "start", "--host", settings.host,
+               "--port", str(settings.prefect_port)]  # fmt: skip
     elif service == "prefect-worker":
-        cmd = [_bin("prefect"), "--no-prompt", "worker", "start", "--pool", settings.pool, "--type", "process",
-               "--name", WORKER_NAME]  # fmt: skip
+        cmd = [console_script("prefect"), "--no-prompt", "worker", "start", "--pool", settings.pool,
+               "--type", "process", "--name", WORKER_NAME]  # fmt: skip
         env["PREFECT_WORKER_QUERY_SECONDS"] = "1"  # default 10 s: a run would wait up to that long to start
         # Flow runs track straight into the SQLite store: they must not depend on the UI process being up.
         env["MLFLOW_TRACKING_URI"] = settings.mlflow_db_uri
     elif service == "mlflow-ui":
         # `mlflow ui --workers 1`: one uvicorn worker instead of four.
         # Artifacts are local files: the tracker writes them directly, the UI reads them from the same folder.
-        cmd = [_bin("mlflow"), "ui", "--backend-store-uri", settings.mlflow_db_uri,
+        cmd = [console_script("mlflow"), "ui", "--backend-store-uri", settings.mlflow_db_uri,
                "--default-artifact-root", (settings.state_dir / "mlflow-artifacts").as_uri(), "--no-serve-artifacts",
-               "--host", HOST, "--port", str(settings.mlflow_port), "--workers", "1"]  # fmt: skip
+               "--host", settings.host, "--port", str(settings.mlflow_port), "--workers", "1"]  # fmt: skip
         # Job execution serves GenAI scorers only; on it starts a job runner and seven huey consumers (~1 GB).
         env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     else:
@@ -158,23 +164,24 @@ def _command(settings: StackSettings, service: str) -> tuple[list[str], dict[str
     return cmd, env
 
 
-def _worker_online(settings: StackSettings) -> tuple[bool, str]:
-    code, text = _http(f"{settings.prefect_api_url}/work_pools/{settings.pool}/workers/filter", body={})
+def worker_online(settings: StackSettings, name: str = WORKER_NAME) -> tuple[bool, str]:
+    """(online, why not) of the worker `name` in the stack's pool, as the Prefect server sees it."""
+    code, text = http_call(f"{settings.prefect_api_url}/work_pools/{settings.pool}/workers/filter", body={})
     if code != 200:
         return False, f"work pool {settings.pool!r} not listed by the API (HTTP {code})"
-    online = [w for w in json.loads(text) if w.get("name") == WORKER_NAME and w.get("status") == "ONLINE"]
-    return bool(online), "" if online else f"worker {WORKER_NAME!r} not yet ONLINE in pool {settings.pool!r}"
+    online = [w for w in json.loads(text) if w.get("name") == name and w.get("status") == "ONLINE"]
+    return bool(online), "" if online else f"worker {name!r} not yet ONLINE in pool {settings.pool!r}"
 
 
 def _healthy(settings: StackSettings, service: str) -> tuple[bool, str]:
     """(ready, why not) from the service's own health answer."""
     if service == "prefect-server":
-        code, _ = _http(f"{settings.prefect_api_url}/health")
+        code, _ = http_call(f"{settings.prefect_api_url}/health")
         return code == 200, f"{settings.prefect_api_url}/health answered {code or 'nothing'}"
     if service == "mlflow-ui":
-        code, _ = _http(f"{settings.mlflow_url}/health")
+        code, _ = http_call(f"{settings.mlflow_url}/health")
         return code == 200, f"{settings.mlflow_url}/health answered {code or 'nothing'}"
-    return _worker_online(settings)
+    return worker_online(settings)
 
 
 def _spawn(settings: StackSettings, service: str) -> psutil.Process:
@@ -205,7 +212,7 @@ def _check_pool(settings: StackSettings, timeout: float) -> str:
     """
     deadline = time.monotonic() + timeout
     while True:  # a server that just turned healthy can still be too busy to answer on 2 loaded cores
-        code, text = _http(f"{settings.prefect_api_url}/work_pools/{settings.pool}", timeout=10.0)
+        code, text = http_call(f"{settings.prefect_api_url}/work_pools/{settings.pool}", timeout=10.0)
         if code != 0 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -240,23 +247,53 @@ def write_env_file(settings: StackSettings) -> Path:
     return atomic_write_text(settings.state_dir / "env.sh", "\n".join(lines) + "\n", fsync=False)
 
 
+def _stack_id(settings: StackSettings) -> str:
+    """The stack's id (made on its first `azr up`, then kept): a worker that joins from another host reads it from
+    the shared state folder and compares it with the one the server publishes."""
+    return str(read_stack_file(settings.state_dir).get("stack_id") or uuid.uuid4().hex)
+
+
+def publish_stack_id(settings: StackSettings, stack_id: str) -> None:
+    """The Prefect variable `azr_stack_id` (created or updated)."""
+    url = f"{settings.prefect_api_url}/variables/"
+    code, text = http_call(url, body={"name": STACK_ID_VARIABLE, "value": stack_id}, timeout=10.0)
+    if code == 409:  # it exists (an earlier `up` of this state folder, or another stack used this server before)
+        code, text = http_call(f"{url}name/{STACK_ID_VARIABLE}", body={"value": stack_id}, timeout=10.0, method="PATCH")
+    if code not in (200, 201, 204):
+        raise StackError(f"publishing the stack id on the Prefect server failed: HTTP {code or 'no answer'} "
+                         f"{text[:200]}")  # fmt: skip
+
+
+def _create_pool(settings: StackSettings) -> None:
+    """A process work pool with the process worker's default job template (`prefect work-pool create`)."""
+    env = _base_env(settings)
+    cmd = [console_script("prefect"), "--no-prompt", "work-pool", "create", settings.pool, "--type", "process"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise StackError(f"creating work pool {settings.pool!r} failed:\n{(done.stdout + done.stderr)[-1500:]}")
+
+
 def up(settings: StackSettings, *, timeout: float = 120.0, echo: Callable[[str], None] = print) -> list[ServiceStatus]:
     """Start every service that is not running and healthy, wait for each, write env.sh; idempotent."""
+    services = [s for s in SERVICES if settings.local_worker or s != "prefect-worker"]
     with _locked(settings):
         running = {s: p for s in SERVICES if (p := recorded_process(settings.pid_path(s))) is not None}
-        saved_path = settings.state_dir / "stack.json"
-        if running and saved_path.is_file():
-            saved = json.loads(saved_path.read_text(encoding="utf-8"))
-            mine = {k: v for k, v in asdict(settings).items() if k != "state_dir"}
-            if any(saved.get(k) != v for k, v in mine.items()):
-                raise StackError(f"the stack in {settings.state_dir} runs with {saved}; run `azr down` first to "
-                                 f"bring it up with {mine}")  # fmt: skip
+        saved = read_stack_file(settings.state_dir)
+        mine = {k: v for k, v in asdict(settings).items() if k != "state_dir"}
+        defaults = {"host": HOST, "local_worker": True}  # a stack.json older than these settings
+        if running and saved and any(saved.get(k, defaults.get(k)) != v for k, v in mine.items()):
+            raise StackError(f"the stack in {settings.state_dir} runs with {saved}; run `azr down` first to "
+                             f"bring it up with {mine}")  # fmt: skip
+        if not settings.local_worker and "prefect-worker" in running:
+            raise StackError("a local worker of this stack is running: run `azr down` first to bring the stack up "
+                             "without one")  # fmt: skip
         for service, port in (("prefect-server", settings.prefect_port), ("mlflow-ui", settings.mlflow_port)):
-            if service not in running and _port_in_use(port):
-                raise StackError(f"port {port} on {HOST} is in use by a process this stack did not start: stop it "
-                                 f"or pick another port for {service}")  # fmt: skip
-        atomic_write_text(saved_path, json.dumps({k: v for k, v in asdict(settings).items() if k != "state_dir"})
-                          + "\n", fsync=False)  # fmt: skip
+            if service not in running and _port_in_use(settings.connect_host, port):
+                raise StackError(f"port {port} on {settings.connect_host} is in use by a process this stack did not "
+                                 f"start: stop it or pick another port for {service}")  # fmt: skip
+        stack_id = _stack_id(settings)
+        atomic_write_text(settings.state_dir / "stack.json", json.dumps({**mine, "stack_id": stack_id}) + "\n",
+                          fsync=False)  # fmt: skip
         t0 = time.monotonic()
         started: dict[str, psutil.Process] = {}
         # The server and the UI start side by side (each takes seconds of imports); the worker needs the server.
@@ -270,25 +307,36 @@ def up(settings: StackSettings, *, timeout: float = 120.0, echo: Callable[[str],
                  f"({time.monotonic() - t0:.1f} s)  {settings.url(service)}")  # fmt: skip
             if service == "prefect-server":
                 pool_state = _check_pool(settings, timeout)
+                publish_stack_id(settings, stack_id)
                 echo(f"{'automation':<15} {ensure_crash_automation(settings)}: {CRASH_AUTOMATION!r} "
                      f"(no heartbeat for {CRASH_AFTER_S} s -> Crashed)")  # fmt: skip
-                if "prefect-worker" not in running:  # start it now: its imports overlap the UI's start
+                if not settings.local_worker and pool_state != "exists":
+                    _create_pool(settings)
+                    pool_state = "created"
+                if settings.local_worker and "prefect-worker" not in running:  # its imports overlap the UI's start
                     started["prefect-worker"] = _spawn(settings, "prefect-worker")
-        proc = running.get("prefect-worker") or started["prefect-worker"]
-        _wait_ready(settings, "prefect-worker", proc, timeout)
-        state = "started" if "prefect-worker" in started else "already running"
+        if settings.local_worker:
+            proc = running.get("prefect-worker") or started["prefect-worker"]
+            _wait_ready(settings, "prefect-worker", proc, timeout)
+            state = "started" if "prefect-worker" in started else "already running"
+        else:
+            state = "none here (--no-worker): workers join with `azr join`"
         echo(f"{'prefect-worker':<15} {state} ({time.monotonic() - t0:.1f} s)  pool {settings.pool} ({pool_state})")
+        if settings.host != HOST:
+            echo(f"listening on {settings.host}: the Prefect API and the MLflow UI have no authentication; keep "
+                 "these ports on a network you trust")  # fmt: skip
         env_file = write_env_file(settings)
     for key, value in settings.user_env().items():
         echo(f"export {key}={shlex.quote(value)}")
     echo(f"# written to {env_file}: source it in scripts")
-    return status(settings)
+    return status(settings, services)
 
 
-def status(settings: StackSettings) -> list[ServiceStatus]:
-    """The state of each service: running (alive and healthy), unhealthy (alive, not answering) or stopped."""
+def status(settings: StackSettings, services: list[str] | None = None) -> list[ServiceStatus]:
+    """The state of each service: running (alive and healthy), unhealthy (alive, not answering) or stopped. A stack
+    brought up with --no-worker has no local worker to report."""
     out = []
-    for service in SERVICES:
+    for service in services or [s for s in SERVICES if settings.local_worker or s != "prefect-worker"]:
         proc = recorded_process(settings.pid_path(service))
         url = settings.url(service) if service != "prefect-worker" else f"pool {settings.pool}"
         if proc is None:

@@ -10,6 +10,7 @@ from typing import Any
 from prefect import flow, runtime
 
 from azr_core.eval.config import QUICK_SUITE, eval_default
+from azr_core.stack_join import check_run_folder_shared
 from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
 from tasks import eval as t
 
@@ -33,6 +34,8 @@ def evaluate(
 
     Also run by the deployment's trigger on each `azr.model.registered` event of a self-play run (prefect.yaml).
     tracking_uri: the MLflow store (None: $MLFLOW_TRACKING_URI, else the local default)."""
+    if run_dir:
+        check_run_folder_shared(run_dir)  # on a worker joined from another host: the run folder is shared
     config = {"suite": suite, "limit": limit, "max_new_tokens": max_new_tokens, "template": template,
               **(eval_overrides or {})}  # fmt: skip
     summary = t.evaluate_model(model, config, run_dir, tracking_uri=tracking_uri)

@@ -18,6 +18,7 @@ from prefect.utilities.urls import url_for
 from azr_core.config import load_config
 from azr_core.outcome import flow_closing_message, mlflow_run_url
 from azr_core.selfplay.iteration import run_iteration
+from azr_core.stack_join import check_run_folder_shared
 from azr_core.stack_settings import StackSettings
 from azr_core.store import read_commit
 from tasks import selfplay as t
@@ -50,6 +51,7 @@ def self_play(
     if run_dir:
         extra.append(f"run.run_dir={run_dir}")
     cfg = load_config(config, extra, profile=profile)
+    check_run_folder_shared(cfg.run.run_dir)  # on a worker joined from another host: the run folder is shared
     budget_iters = iterations if iterations is not None else cfg.run.max_iterations_per_session
     budget_s = max_wall_s if max_wall_s is not None else cfg.run.max_wall_s
     done, start, last_s = 0, time.monotonic(), 0.0

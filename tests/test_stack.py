@@ -112,3 +112,36 @@ def _tracking_through_the_served_store(tmp_path: Path, state: Path, mlflow_port:
     assert (load_model_folder("models:/azr-policy/1", tmp_path / "dl", tracking_uri=http) / "config.json").is_file()
     direct = Tracker(run_dir, TrackingConfig(tracking_uri=f"sqlite:///{state / 'mlflow.db'}"))
     assert direct.run_id == tracker.run_id
+
+
+def test_listen_address_and_worker_settings(tmp_path):
+    from azr_core.stack_join import check_run_folder_shared
+    from azr_core.stack_settings import StackSettings
+
+    # Loopback unless asked; an address given is what the URLs use; all interfaces are reached through loopback.
+    assert StackSettings.resolve(tmp_path).prefect_url == "http://127.0.0.1:4200"
+    assert StackSettings.resolve(tmp_path, host="10.1.2.3").mlflow_url == "http://10.1.2.3:5000"
+    assert StackSettings.resolve(tmp_path, host="0.0.0.0").prefect_api_url == "http://127.0.0.1:4200/api"
+    assert StackSettings.resolve(tmp_path, host="fd00::5").prefect_url == "http://[fd00::5]:4200"
+    with pytest.raises(ValueError, match="not an IP address: give this host's address"):
+        StackSettings.resolve(tmp_path, host="my-laptop")
+    # What `azr up` was last brought up with wins over the defaults; a stack.json older than `host` reads as loopback.
+    (tmp_path / "stack.json").write_text('{"prefect_port": 4300, "host": "10.1.2.3", "local_worker": false}')
+    saved = StackSettings.resolve(tmp_path)
+    assert (saved.prefect_url, saved.local_worker) == ("http://10.1.2.3:4300", False)
+    (tmp_path / "stack.json").write_text('{"prefect_port": 4300}')
+    assert StackSettings.resolve(tmp_path).host == "127.0.0.1" and StackSettings.resolve(tmp_path).local_worker
+    # A run folder off the state folder's filesystem is refused on a joined worker only.
+    joined = {"AZR_JOINED_WORKER": "w1", "AZR_STATE_DIR": str(tmp_path)}
+    check_run_folder_shared(tmp_path / "runs" / "a", joined)
+    check_run_folder_shared("/dev/shm/x", {"AZR_STATE_DIR": str(tmp_path)})
+    if os.stat("/dev/shm").st_dev != os.stat(tmp_path).st_dev:
+        with pytest.raises(ValueError, match="not on the shared filesystem .* worker w1"):
+            check_run_folder_shared("/dev/shm/x", joined)
+
+
+def test_up_refuses_a_bad_listen_address(tmp_path):
+    env = {**os.environ, "AZR_STATE_DIR": str(tmp_path / "stack")}
+    done = azr("up", "--host", "my-laptop", env=env, timeout=60)
+    assert done.returncode == 2 and "not an IP address" in done.stderr, done.stderr
+    assert not (tmp_path / "stack" / "stack.json").exists()

@@ -5,6 +5,9 @@
     azr status                  # one line per service; exit 0 only when all are running
     azr status --run runs/x     # and that run: MLflow run and Prefect flow run URLs, newest version, scores, alias
     azr down                    # stop everything, no process left behind
+    azr up --host 10.0.0.1      # listen on that address too, for workers on other hosts (see docs/multi-host.md)
+    azr join                    # on another host: a worker in the stack's pool (state folder on shared storage)
+    azr leave                   # stop that worker
 
 Exit codes: 0 done; 1 a service failed to start or stop (its log tail is printed); `status` exits 3 when some
 service is not running (as `systemctl status` does).
@@ -40,6 +43,13 @@ MLFLOW_PORT = Annotated[
     ),  # fmt: skip
 ]
 POOL = Annotated[str | None, typer.Option(envvar="AZR_WORK_POOL", help="Process work pool name (default azr-pool).")]
+HOST_HELP = (
+    "Address the Prefect server and the MLflow UI listen on (default 127.0.0.1, or what the stack was last brought up "
+    "with). Give this host's address on a trusted network to let workers on other hosts join (`azr join`); "
+    "0.0.0.0 listens on every interface. Neither service has authentication."
+)
+NO_WORKER_HELP = "Start no worker here: a server host whose flow runs run on workers that join from other hosts."
+WORKER_NAME_HELP = "This host's worker name in the pool (default azr-worker-<hostname>)."
 
 
 def up(
@@ -47,13 +57,18 @@ def up(
     prefect_port: PREFECT_PORT = None,
     mlflow_port: MLFLOW_PORT = None,
     pool: POOL = None,
+    host: Annotated[str | None, typer.Option(envvar="AZR_STACK_HOST", help=HOST_HELP)] = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help=NO_WORKER_HELP)] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each service to become healthy.")] = 120.0,
 ) -> None:
-    """Start the local stack (idempotent): Prefect server, work pool, worker, MLflow UI, all on 127.0.0.1."""
+    """Start the local stack (idempotent): Prefect server, work pool, worker, MLflow UI, on 127.0.0.1 unless --host."""
     from azr_core.stack import StackError, StackSettings
     from azr_core.stack import up as stack_up
 
-    settings = StackSettings.resolve(state_dir, prefect_port, mlflow_port, pool)
+    try:
+        settings = StackSettings.resolve(state_dir, prefect_port, mlflow_port, pool, host, False if no_worker else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--host") from None
     try:
         stack_up(settings, timeout=timeout, echo=typer.echo)
     except StackError as exc:
@@ -69,6 +84,38 @@ def down(state_dir: STATE_DIR = None) -> None:
     left = stack_down(StackSettings.resolve(state_dir), echo=typer.echo)
     if left:
         typer.echo(f"error: processes still alive after SIGKILL: {left}", err=True)
+        raise typer.Exit(1)
+
+
+def _worker_name(name: str | None) -> str:
+    import socket
+
+    return name or f"azr-worker-{socket.gethostname()}"
+
+
+def join(
+    state_dir: STATE_DIR = None,
+    name: Annotated[str | None, typer.Option(help=WORKER_NAME_HELP)] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server and for the worker.")] = 120.0,
+) -> None:
+    """Join this host to a stack whose server runs on another host: check what its flow runs need (the server and
+    MLflow reachable, the state folder shared, the deployments' checkout here), then start a worker in its pool."""
+    from azr_core.stack import StackError, StackSettings
+    from azr_core.stack_join import join as stack_join
+
+    try:
+        stack_join(StackSettings.resolve(state_dir), _worker_name(name), timeout=timeout, echo=typer.echo)
+    except StackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def leave(state_dir: STATE_DIR = None, name: Annotated[str | None, typer.Option(help=WORKER_NAME_HELP)] = None) -> None:
+    """Stop the worker `azr join` started on this host (a running flow run may finish within the grace period)."""
+    from azr_core.stack import StackSettings
+    from azr_core.stack_join import leave as stack_leave
+
+    if stack_leave(StackSettings.resolve(state_dir), _worker_name(name), echo=typer.echo):
         raise typer.Exit(1)
 
 
@@ -114,7 +161,9 @@ def status(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `azr up`, `azr down` and `azr status` to the CLI."""
+    """Add `azr up`, `azr down`, `azr status`, `azr join` and `azr leave` to the CLI."""
     app.command("up")(up)
     app.command("down")(down)
     app.command("status")(status)
+    app.command("join")(join)
+    app.command("leave")(leave)
