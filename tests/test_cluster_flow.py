@@ -115,7 +115,8 @@ def test_a_worker_on_another_host_runs_the_flow_and_the_next_resumes_on_a_third(
     assert second.returncode == 0 and "Completed" in second.stdout, second.stdout[-3000:] + second.stderr[-2000:]
     assert read_commit(run_dir).iteration == 2
     con = connect(run_dir)
-    iterations = [r[0] for r in con.execute("SELECT iteration FROM iterations WHERE iteration > 0 ORDER BY 1").fetchall()]
+    rows = con.execute("SELECT iteration FROM iterations WHERE iteration > 0 ORDER BY 1").fetchall()
+    iterations = [r[0] for r in rows]
     assert iterations == [1, 2], iterations  # the second flow run went on from the first's commit
     assert_each_row_once(con)
     assert on("azr-h1", AZR, "leave", "--name", "w-azr-h1", env=env).returncode == 0
