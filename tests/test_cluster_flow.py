@@ -146,7 +146,7 @@ def test_join_refuses_each_missing_precondition_with_its_fix(stack):
     # A copy of the state folder at the same path (a mount namespace of its own, as on a host without the share):
     # the id matches, but the MLflow server cannot read what this host writes to the artifact folder.
     state = tmp / "stack"
-    copy = f"mount -t tmpfs none {state} && cp {other}/stack.json {state}/ && exec \"$@\""
+    copy = f'mount -t tmpfs none {state} && cp {other}/stack.json {state}/ && exec "$@"'
     (other / "stack.json").write_text(json.dumps(saved))
     done = join(state, prefix=("unshare", "-m", "sh", "-c", copy, "sh"))
     assert done.returncode == 1 and "ok  state folder" in done.stdout, done.stdout + done.stderr
