@@ -2,7 +2,7 @@
 inside the simulated cluster (infra/cluster.sh). Used by tests/test_cluster_ranks.py.
 
     python tests/clusterutil.py --tiny DIR --out RESULT.json [--workers N] [--hostfile H --node-launch CMD
-        --listen ADDR] [--resume-from CKPT] [--save CKPT]
+        --listen ADDR] [--resume-from CKPT] [--save CKPT] [--selfplay RUN_DIR [--kill-at STAGE]]
 """
 
 from __future__ import annotations
@@ -85,6 +85,48 @@ def kill_check(group, rank: int) -> dict:
     return {"error": error, "seconds": seconds, "alive": alive, "stopped": group.proc is None}
 
 
+def selfplay_check(args: argparse.Namespace) -> dict:
+    """One self-play iteration of the tiny model on a run folder with the group over the hostfile's hosts; with
+    `kill_at`, rank 1 is SIGKILLed as that stage begins. What was committed before and after, and the error."""
+    import os
+    import signal
+    import time
+
+    from azr_core.config import load_config
+    from azr_core.policy.trainer.client import WorkerError
+    from azr_core.selfplay.iteration import run_iteration
+    from azr_core.selfplay.session import Session
+    from azr_core.store import read_commit
+
+    overrides = [f"model.name_or_path={args.tiny}", f"run.run_dir={args.selfplay}", "tracking.enabled=false",
+                 "selfplay.prompt_template=raw", "selfplay.batch_per_group=1", "selfplay.references_k=1",
+                 "selfplay.induction_inputs=2", "selfplay.learnability_rollouts=1", "rollout.max_new_tokens=8",
+                 "buffers.seed_max_rounds=0", "store.fsync=false", f"trainer.hostfile={args.hostfile}",
+                 f"trainer.node_launch={args.node_launch}", f"trainer.listen_host={args.listen}",
+                 "trainer.worker_timeout_s=120"]  # fmt: skip
+    cfg = load_config(None, overrides, profile="cpu-tiny")
+    commit = read_commit(args.selfplay)
+    result: dict = {"before": commit.iteration if commit else None, "error": None, "seconds": None}
+    killed_at: list[float] = []
+
+    def call(stage, session, previous):
+        if stage.__name__ == args.kill_at and not killed_at:
+            os.kill(session.policy.ping()[1]["pid"], signal.SIGKILL)
+            killed_at.append(time.monotonic())
+        return stage(session, previous)
+
+    try:
+        with Session(cfg) as s:
+            result["ranks"] = [[i["rank"], i["node"]] for i in s.policy.info]
+            run_iteration(s, call=call)
+    except WorkerError as exc:
+        result["error"] = {"rank": exc.rank, "host": exc.host, "message": str(exc).splitlines()[0]}
+        result["seconds"] = time.monotonic() - killed_at[0]
+    commit = read_commit(args.selfplay)
+    result["after"] = commit.iteration if commit else None
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", required=True)
@@ -99,7 +141,12 @@ def main() -> None:
     ap.add_argument("--log", default=None)
     ap.add_argument("--kill-rank", type=int, default=None, help="SIGKILL this rank, then ask for an update")
     ap.add_argument("--sandbox", default=None, help="a CRUXEval jsonl: validate and grade it on the hosts' sandboxes")
+    ap.add_argument("--selfplay", default=None, help="a run folder: one self-play iteration on it (selfplay_check)")
+    ap.add_argument("--kill-at", default=None, help="with --selfplay: SIGKILL rank 1 as this stage begins")
     args = ap.parse_args()
+    if args.selfplay:
+        Path(args.out).write_text(json.dumps(selfplay_check(args)))
+        return
 
     from azr_core.executor.config import ExecutorConfig
     from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig

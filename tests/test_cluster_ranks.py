@@ -2,7 +2,7 @@
 through `trainer.node_launch` (DeepSpeed's --no_ssh mode), gloo between hosts, the driver listening on its host's
 address. The same batch gives the same update as one rank on one host; a checkpoint written on two hosts resumes
 exactly; a peer on another host without the token is refused; a host that is not there fails the start at once,
-named."""
+named; a self-play run whose rank on the second host is killed mid-iteration loses nothing and resumes."""
 
 from __future__ import annotations
 
@@ -167,3 +167,30 @@ def test_a_rank_killed_on_another_host_fails_the_next_command_naming_rank_and_ho
     assert "rank 1 on 10.77.0.2 failed" in out["error"]["message"]
     assert out["seconds"] < 60  # within seconds, far inside trainer.worker_timeout_s
     assert out["stopped"] and out["alive"] == []  # the launchers and the surviving rank were stopped
+
+
+def test_a_run_over_two_hosts_loses_nothing_to_a_killed_rank_and_resumes(cluster, tiny, tmp_path):
+    """Self-play with the group over two hosts: iteration 1 commits; in iteration 2 the rank on azr-h2 is killed as
+    the update begins: the iteration fails naming rank and host, within trainer.worker_timeout_s, and commits
+    nothing; the next session resumes from iteration 1 and commits iteration 2, every row once."""
+    from stackutil import assert_each_row_once
+
+    from azr_core.store import connect
+
+    run_dir = tmp_path / "run"
+
+    def iteration(name: str, *extra: str) -> dict:
+        return run_update(tmp_path, name, tiny, cluster, hosts=2, extra=("--selfplay", str(run_dir), *extra))
+
+    first = iteration("sp-first")
+    assert first["ranks"] == [[0, 0], [1, 1]] and first["error"] is None and first["after"] == 1
+    killed = iteration("sp-killed", "--kill-at", "update")
+    assert killed["before"] == 1 and killed["error"] is not None, killed
+    assert killed["error"]["rank"] == 1 and killed["error"]["host"] == "10.77.0.2", killed["error"]
+    assert killed["seconds"] < 120 and killed["after"] == 1  # bounded, and nothing half-committed
+    resumed = iteration("sp-resumed")
+    assert resumed["before"] == 1 and resumed["error"] is None and resumed["after"] == 2, resumed
+    con = connect(run_dir)
+    rows = con.execute("SELECT iteration FROM iterations WHERE iteration > 0 ORDER BY 1").fetchall()
+    assert [r[0] for r in rows] == [1, 2]
+    assert_each_row_once(con)
