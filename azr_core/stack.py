@@ -173,6 +173,13 @@ def worker_online(settings: StackSettings, name: str = WORKER_NAME) -> tuple[boo
     return bool(online), "" if online else f"worker {name!r} not yet ONLINE in pool {settings.pool!r}"
 
 
+def pool_workers(settings: StackSettings) -> list[tuple[str, str]]:
+    """(name, status) of every worker the server knows in the stack's pool, local or joined from another host; []
+    when the server does not answer."""
+    code, text = http_call(f"{settings.prefect_api_url}/work_pools/{settings.pool}/workers/filter", body={})
+    return sorted((w["name"], w.get("status") or "?") for w in json.loads(text)) if code == 200 else []
+
+
 def _healthy(settings: StackSettings, service: str) -> tuple[bool, str]:
     """(ready, why not) from the service's own health answer."""
     if service == "prefect-server":

@@ -82,6 +82,8 @@ def test_a_worker_on_another_host_runs_the_flow_and_the_next_resumes_on_a_third(
     for line in ("ok  state folder", "ok  artifacts shared", "deployments runnable here: self-play",
                  "worker w-azr-h2 joined pool azr-pool at http://10.77.0.1:"):  # fmt: skip
         assert line in joined.stdout, joined.stdout
+    listed = on("azr-h1", AZR, "status", env=env)  # the server host lists the worker joined from azr-h2
+    assert listed.returncode == 0 and "pool azr-pool: w-azr-h2 (online)" in listed.stdout, listed.stdout
     again = on("azr-h2", AZR, "join", "--name", "w-azr-h2", env=env)  # idempotent
     assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
 

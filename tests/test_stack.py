@@ -66,6 +66,7 @@ def test_up_status_down(tmp_path):
         lines = [ln for ln in status.stdout.splitlines() if ln.split()[0] in SERVICES]
         assert len(lines) == 3 and all(ln.split()[1] == "running" for ln in lines), status.stdout
         assert f"http://127.0.0.1:{mlflow_port}" in status.stdout and str(state / "logs") in status.stdout
+        assert "pool azr-pool: azr-worker (online)" in status.stdout, status.stdout  # the pool's workers
 
         env_sh = (state / "env.sh").read_text()
         assert f"export MLFLOW_TRACKING_URI=http://127.0.0.1:{mlflow_port}" in env_sh

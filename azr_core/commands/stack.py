@@ -2,10 +2,10 @@
 
     azr up                      # start what is not running, wait until healthy, print and write env.sh
     source .azr/stack/env.sh    # PREFECT_API_URL, MLFLOW_TRACKING_URI, AZR_STATE_DIR
-    azr status                  # one line per service; exit 0 only when all are running
+    azr status                  # one line per service and the pool's workers; exit 0 only when all are running
     azr status --run runs/x     # and that run: MLflow run and Prefect flow run URLs, newest version, scores, alias
     azr down                    # stop everything, no process left behind
-    azr up --host 10.0.0.1      # listen on that address too, for workers on other hosts (see docs/multi-host.md)
+    azr up --host 10.0.0.1      # listen on that address instead, for workers on other hosts (docs/multi-host.md)
     azr join                    # on another host: a worker in the stack's pool (state folder on shared storage)
     azr leave                   # stop that worker
 
@@ -133,7 +133,7 @@ def status(
     import os
     import sys
 
-    from azr_core.stack import StackSettings
+    from azr_core.stack import StackSettings, pool_workers
     from azr_core.stack import status as stack_status
 
     settings = StackSettings.resolve(state_dir)
@@ -141,6 +141,9 @@ def status(
     for svc in services:
         typer.echo(svc.line())
     ok = all(s.state == "running" for s in services)
+    workers = pool_workers(settings) if services[0].state == "running" else []
+    if workers:  # joined workers on other hosts show here too
+        typer.echo(f"pool {settings.pool}: " + ", ".join(f"{name} ({state.lower()})" for name, state in workers))
     if ok:
         typer.echo(f"env: source {settings.state_dir / 'env.sh'}  ({', '.join(settings.user_env())})")
     if run is not None:
