@@ -44,7 +44,7 @@ read_state() { # sets HOSTS, CORES, SUBNET from the state file, or fails
 
 host_cores() { # host index -> its CPU list ("0" or "0-1" or "2,3")
   local k=$1 per=$2 n first list="" c
-  n=$(nproc)
+  n=$(nproc --all)  # every CPU: plain nproc counts only those of the caller's CPU set (a host's, inside `exec`)
   first=$(( (k - 1) * per ))
   for ((c = 0; c < per; c++)); do list+="${list:+,}$(( (first + c) % n ))"; done
   echo "$list"

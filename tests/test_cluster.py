@@ -53,6 +53,10 @@ def test_two_hosts_reach_each_other_and_nothing_else(env):
         aff = cluster("exec", host, "--", sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))",
                       env=env).stdout  # fmt: skip
         assert aff.strip() == f"[{k % n}]"
+    # also when started from inside another host (a driver on azr-h1 launching ranks on azr-h2 through `exec`)
+    nested = cluster("exec", "azr-h1", "--", "bash", str(SCRIPT), "exec", "azr-h2", "--", sys.executable, "-c",
+                     "import os; print(sorted(os.sched_getaffinity(0)))", env=env).stdout  # fmt: skip
+    assert nested.strip() == f"[{1 % n}]"
     # host 2 listens on its address; host 1 connects to it over the bridge
     server = subprocess.Popen(
         ["bash", str(SCRIPT), "exec", "azr-h2", "--", sys.executable, "-c",
