@@ -84,6 +84,9 @@ def child(args: argparse.Namespace) -> None:
         tokens = sum(len(c.token_ids) for p in gen for c in p.completions)
         out["rollout"] = {"tokens": tokens, "seconds": secs, "tokens_per_s": tokens / secs, "bytes": nbytes}
         print(f"[{hosts} host(s)] rollout: {tokens} tokens in {secs:.1f} s", flush=True)
+        if args.rollout_only:
+            Path(args.out).write_text(json.dumps(out))
+            return
 
         records = [SequenceRecord(p.prompt_token_ids, c.token_ids, c.logprobs, 1.0 if i % 2 else -1.0, f"g{i % 4}")
                    for i, p in enumerate(gen) for c in p.completions][: args.train_seqs]  # fmt: skip
@@ -156,6 +159,7 @@ def main() -> None:
     ap.add_argument("--validations", type=int, default=2000, help="CRUXEval programs validated (in turn)")
     ap.add_argument("--iterations", type=int, default=2, help="self-play iterations; the last one is timed")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rollout-only", action="store_true", help="measure the rollout alone (e.g. with more --prompts)")
     ap.add_argument("--link-gbps", type=float, default=10.0, help="the projection's link between real hosts")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
@@ -179,13 +183,20 @@ def main() -> None:
             cmd = ["bash", str(CLUSTER), "exec", "azr-h1", "--", sys.executable, __file__, "--child", str(hosts),
                    "--work", str(work), "--out", str(out), "--prompts", str(args.prompts), "--max-new-tokens",
                    str(args.max_new_tokens), "--train-seqs", str(args.train_seqs), "--validations",
-                   str(args.validations), "--iterations", str(args.iterations), "--seed", str(args.seed)]  # fmt: skip
+                   str(args.validations), "--iterations", str(args.iterations), "--seed", str(args.seed),
+                   *(["--rollout-only"] if args.rollout_only else [])]  # fmt: skip
             subprocess.run(cmd, env=env, cwd=ROOT, check=True)
             results[hosts] = json.loads(out.read_text())
     finally:
         subprocess.run(["bash", str(CLUSTER), "down"], env=env)
         subprocess.run(f"rm -rf {work}/run-*/checkpoints /dev/shm/deepspeed_allreduce_buffer_*", shell=True)
     lo, hi = results[counts[0]], results[counts[-1]]
+    if args.rollout_only:
+        ratio = speed(hi, "rollout") / speed(lo, "rollout")
+        for h in counts:
+            print(f"rollout {h} host(s): {results[h]['rollout']['tokens_per_s']:.2f} tok/s")
+        print(json.dumps({"hosts": counts, "prompts": args.prompts, "rollout_ratio": round(ratio, 3)}))
+        return
     print(f"\n{'part':<10}" + "".join(f"{f'{h} host(s)':>16}" for h in counts) + f"{'ratio':>8}{'bytes/host':>14}")
     units = {"rollout": "tok/s", "update": "s", "executor": "val/s", "iteration": "s"}
     ratios = {}
