@@ -15,19 +15,18 @@ import time
 from pathlib import Path
 
 import pytest
-from stackutil import assert_each_row_once, free_port
+from stackutil import BIN, assert_each_row_once, free_port
 
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.store import connect, read_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "infra" / "cluster.sh"
-AZR, PREFECT = str(ROOT / ".venv" / "bin" / "azr"), str(ROOT / ".venv" / "bin" / "prefect")
+AZR, PREFECT = str(BIN / "azr"), str(BIN / "prefect")  # the running virtualenv's: the same path on every host
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2"),
-    pytest.mark.skipif(not Path(AZR).exists(), reason="needs the project's virtualenv (infra/setup.sh)"),
 ]
 
 
