@@ -260,15 +260,22 @@ def _stack_id(settings: StackSettings) -> str:
     return str(read_stack_file(settings.state_dir).get("stack_id") or uuid.uuid4().hex)
 
 
-def publish_stack_id(settings: StackSettings, stack_id: str) -> None:
-    """The Prefect variable `azr_stack_id` (created or updated)."""
+def publish_stack_id(settings: StackSettings, stack_id: str, timeout: float = 120.0) -> None:
+    """The Prefect variable `azr_stack_id` (created or updated). A server that just restarted may answer 503 for a
+    while (its database busy with recovery): retried until `timeout`."""
     url = f"{settings.prefect_api_url}/variables/"
-    code, text = http_call(url, body={"name": STACK_ID_VARIABLE, "value": stack_id}, timeout=10.0)
-    if code == 409:  # it exists (an earlier `up` of this state folder, or another stack used this server before)
-        code, text = http_call(f"{url}name/{STACK_ID_VARIABLE}", body={"value": stack_id}, timeout=10.0, method="PATCH")
-    if code not in (200, 201, 204):
-        raise StackError(f"publishing the stack id on the Prefect server failed: HTTP {code or 'no answer'} "
-                         f"{text[:200]}")  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        code, text = http_call(url, body={"name": STACK_ID_VARIABLE, "value": stack_id}, timeout=10.0)
+        if code == 409:  # it exists (an earlier `up` of this state folder, or another stack used this server before)
+            code, text = http_call(f"{url}name/{STACK_ID_VARIABLE}", body={"value": stack_id}, timeout=10.0,
+                                   method="PATCH")  # fmt: skip
+        if code in (200, 201, 204):
+            return
+        if (code and code < 500) or time.monotonic() > deadline:
+            raise StackError(f"publishing the stack id on the Prefect server failed: HTTP {code or 'no answer'} "
+                             f"{text[:200]}")  # fmt: skip
+        time.sleep(0.5)
 
 
 def _create_pool(settings: StackSettings) -> None:
@@ -314,7 +321,7 @@ def up(settings: StackSettings, *, timeout: float = 120.0, echo: Callable[[str],
                  f"({time.monotonic() - t0:.1f} s)  {settings.url(service)}")  # fmt: skip
             if service == "prefect-server":
                 pool_state = _check_pool(settings, timeout)
-                publish_stack_id(settings, stack_id)
+                publish_stack_id(settings, stack_id, timeout)
                 echo(f"{'automation':<15} {ensure_crash_automation(settings)}: {CRASH_AUTOMATION!r} "
                      f"(no heartbeat for {CRASH_AFTER_S} s -> Crashed)")  # fmt: skip
                 if not settings.local_worker and pool_state != "exists":
