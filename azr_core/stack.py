@@ -164,20 +164,25 @@ def _command(settings: StackSettings, service: str) -> tuple[list[str], dict[str
     return cmd, env
 
 
+def _pool_worker_rows(settings: StackSettings) -> tuple[int, list[dict]]:
+    """(HTTP status, the workers the server lists in the stack's pool)."""
+    code, text = http_call(f"{settings.prefect_api_url}/work_pools/{settings.pool}/workers/filter", body={})
+    return code, json.loads(text) if code == 200 else []
+
+
 def worker_online(settings: StackSettings, name: str = WORKER_NAME) -> tuple[bool, str]:
     """(online, why not) of the worker `name` in the stack's pool, as the Prefect server sees it."""
-    code, text = http_call(f"{settings.prefect_api_url}/work_pools/{settings.pool}/workers/filter", body={})
+    code, rows = _pool_worker_rows(settings)
     if code != 200:
         return False, f"work pool {settings.pool!r} not listed by the API (HTTP {code})"
-    online = [w for w in json.loads(text) if w.get("name") == name and w.get("status") == "ONLINE"]
+    online = [w for w in rows if w.get("name") == name and w.get("status") == "ONLINE"]
     return bool(online), "" if online else f"worker {name!r} not yet ONLINE in pool {settings.pool!r}"
 
 
 def pool_workers(settings: StackSettings) -> list[tuple[str, str]]:
     """(name, status) of every worker the server knows in the stack's pool, local or joined from another host; []
     when the server does not answer."""
-    code, text = http_call(f"{settings.prefect_api_url}/work_pools/{settings.pool}/workers/filter", body={})
-    return sorted((w["name"], w.get("status") or "?") for w in json.loads(text)) if code == 200 else []
+    return sorted((w["name"], w.get("status") or "?") for w in _pool_worker_rows(settings)[1])
 
 
 def _healthy(settings: StackSettings, service: str) -> tuple[bool, str]:

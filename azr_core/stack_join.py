@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -218,8 +219,6 @@ def leave(settings: StackSettings, name: str, *, echo: Callable[[str], None] = p
     if proc is None:
         echo(f"no worker {name} running on this host")
         return []
-    import signal
-
     left = stop_process_tree(proc, first=signal.SIGINT)
     if not left:
         pid_file.unlink(missing_ok=True)
