@@ -431,7 +431,64 @@ def worker_ov(job: dict) -> dict:
     }
 
 
-WORKERS = {"hf": worker_hf, "ort": worker_ort, "llama": worker_llama, "ov": worker_ov}
+def worker_cached(job: dict) -> dict:
+    """The project's own cached loop (azr_core/policy/rollout/decode.py): each prompt prefilled once, prompts sharing
+    a prefix decoded against one copy of it, finished rows dropped. End of sequence never stops a row here, as for
+    every engine; new weights are the in-place copy of the hf backend (none at all where it is the trainer's module)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from azr_core.policy.rollout.base import SamplingParams, Script
+    from azr_core.policy.rollout.decode import CachedSampler, _Row
+
+    torch.set_num_threads(job["threads"])
+    model, load_s = _timed(lambda: AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32))
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(job["model"])
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def update():
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for k, v in state.items():
+                if k in params:
+                    params[k].copy_(v)
+
+    _, update_s = _timed(update)
+    sampler = CachedSampler(model, tok, eos_ids=set(), empty_starts=list, max_rows=len(job["prompts"]))
+    params = SamplingParams(n=1, max_new_tokens=job["new_tokens"], temperature=job["temperature"], top_p=1.0)
+    prefill = []
+    real = sampler._prefill
+
+    def timed_prefill(*a, **k):  # the prefill ends where the first decode step begins
+        out = real(*a, **k)
+        prefill.append(time.perf_counter())
+        return out
+
+    sampler._prefill = timed_prefill
+    runs, sample = [], None
+    for rep in range(job["repeats"]):
+        torch.manual_seed(job["seed"] + rep)
+        rows = [_Row(i, Script(job["new_tokens"]), list(p), context=list(p)) for i, p in enumerate(job["prompts"])]
+        t0 = time.perf_counter()
+        sampler._run(rows, [""] * len(rows), params)
+        t1 = time.perf_counter()
+        new = [r.blocks[0].completion for r in rows]
+        runs.append(
+            {"batch_s": t1 - t0, "prefill_s": prefill[-1] - t0, "new_tokens": sum(len(c.token_ids) for c in new)}
+        )
+        if sample is None:
+            sample = [{"row": r, "ids": new[r].token_ids, "logprobs": new[r].logprobs} for r in job["check_rows"]]
+    return {
+        "load_s": load_s,
+        "update": {"method": "in-place copy_ of the state dict (sync_weights; none when shared)", "seconds": update_s},
+        "logprobs_how": "raw log_softmax of the step's logits at the sampled token",
+        "runs": runs,
+        "sample": sample,
+    }
+
+
+WORKERS = {"hf": worker_hf, "cached": worker_cached, "ort": worker_ort, "llama": worker_llama, "ov": worker_ov}
 
 # ----------------------------------------------------------------------------------------------------------------
 # Parent
@@ -485,7 +542,8 @@ def main() -> None:
     ap.add_argument("--llama-python", default=None, help="interpreter of the venv holding llama-cpp-python")
     ap.add_argument("--llama-convert", default=None, help="llama.cpp's convert_hf_to_gguf.py (needs gguf in that venv)")
     ap.add_argument("--ov-export-python", default=None, help="interpreter of a venv with optimum-intel (its own pins)")
-    ap.add_argument("--engines", default="hf,ort,llama,ov")
+    ap.add_argument("--engines", default="hf,ort,llama,ov", help="comma-separated: hf, cached, ort, llama, ov")
+    ap.add_argument("--baseline", default="hf", help="the engine the others' batch time is divided by")
     ap.add_argument("--prompts", type=int, default=18)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--temperature", type=float, default=0.7)
@@ -536,7 +594,13 @@ def main() -> None:
         convert_python=args.python or sys.executable,
         ov_export_python=args.ov_export_python,
     )
-    pythons = {"hf": sys.executable, "ort": args.python, "ov": args.python, "llama": args.llama_python}
+    pythons = {
+        "hf": sys.executable,
+        "cached": sys.executable,
+        "ort": args.python,
+        "ov": args.python,
+        "llama": args.llama_python,
+    }
     results = {}
     for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
         py = pythons.get(engine)
@@ -553,11 +617,11 @@ def main() -> None:
     ref = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     ref.eval()
     n_prompt = sum(lens)
-    base = results.get("hf", {})
+    base = results.get(args.baseline, {})
     base_s = statistics.median(r["batch_s"] for r in base["runs"]) if "runs" in base else None
     print()
     hdr = (
-        f"{'engine':7} {'batch s':>8} {'(runs)':>22} {'vs hf':>6} {'prefill tok/s':>13} {'new tok/s':>9} "
+        f"{'engine':7} {'batch s':>8} {'(runs)':>22} {'vs ' + args.baseline:>9} {'prefill tok/s':>13} {'new tok/s':>9} "
         f"{'decode tok/s':>12} {'lp gap':>7} {'update s':>8}  update / log-probs"
     )
     print(hdr)
@@ -581,15 +645,15 @@ def main() -> None:
         runs = ",".join(f"{x['batch_s']:.1f}" for x in r["runs"])
         gap = r["gap"] if r["gap"] is not None else float("nan")
         print(
-            f"{engine:7} {b:8.1f} {runs:>22} {s['ratio_vs_hf'] or float('nan'):6.2f} {s['prefill_tok_s']:13.0f} "
+            f"{engine:7} {b:8.1f} {runs:>22} {s['ratio_vs_hf'] or float('nan'):9.2f} {s['prefill_tok_s']:13.0f} "
             f"{s['new_tok_s']:9.1f} {s['decode_tok_s']:12.1f} {gap:7.4f} "
             f"{r['update']['seconds']:8.1f}  {r['update']['method']} / {r['logprobs_how']}"
         )
         if r.get("note"):
             print(f"{'':7} note: {r['note']}")
     print(
-        "\nvs hf = batch time / HF generate's batch time in this run (<1 is faster). lp gap = mean |log-prob - HF "
-        "teacher-forced log-prob| on the sampled tokens of 3 rows. Noisy: 2 shared cores."
+        f"\nvs {args.baseline} = batch time / {args.baseline}'s batch time in this run (<1 is faster). "
+        "lp gap = mean |log-prob - HF teacher-forced log-prob| on the sampled tokens of 3 rows. Noisy: 2 shared cores."
     )
     if args.json:
         Path(args.json).write_text(

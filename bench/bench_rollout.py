@@ -11,7 +11,9 @@ azr_core/eval/data) as references. Per stage and engine, interleaved and repeate
 
 Paths: `generate` is the path before (transformers' padded `model.generate`, one call per skeleton block, 24
 sequences a call, the solves and the learnability rollouts in separate calls); `cached` is the stages as they run now
-(azr_core/policy/rollout/decode.py, the cpu-tiny profile's 48 sequences a call, one call for both solver rounds).
+(azr_core/policy/rollout/decode.py, the cpu-tiny profile's 48 sequences a call, one call for both solver rounds,
+prompts sharing a prefix decoded against one copy of it); `cached-flat` is `cached` with a copy of the whole prompt
+in every row's cache (as before prefix groups, azr_core/policy/rollout/prefix_groups.py).
 Both sample the same distribution; the seeds differ in how they draw, so the texts (and lengths) differ run to run:
 compare the tokens/s and the medians.
 
@@ -141,7 +143,7 @@ def run_stages(cfg, tok, policy, buffers, solve_tasks, learn_tasks, counter, see
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="interleaved repetitions of each engine")
-    ap.add_argument("--engines", default="generate,cached", help="comma-separated: generate, cached")
+    ap.add_argument("--engines", default="generate,cached", help="comma-separated: generate, cached, cached-flat")
     ap.add_argument("--learn-tasks", type=int, default=6, help="new tasks given learnability rollouts")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
@@ -178,7 +180,8 @@ def main() -> None:
             before = e == "generate"
             cfg_e = load_config(None, [f"rollout.seed={args.seed}", "rollout.batch_size=24"] if before else
                                 [f"rollout.seed={args.seed}"], profile="cpu-tiny")  # fmt: skip
-            policy = HFBackend(model, tok, batch_size=cfg_e.rollout.batch_size, engine=e)
+            engine, flat = ("cached", True) if e == "cached-flat" else (e, False)
+            policy = HFBackend(model, tok, batch_size=cfg_e.rollout.batch_size, engine=engine, prefix_groups=not flat)
             r = run_stages(cfg_e, tok, policy, buffers, solve_tasks, learn_tasks, counter, args.seed + run, not before)
             results[e].append(r)
             secs = f"propose {r['propose']['s']:6.1f} s  solve {r['solve']['s']:6.1f} s"
@@ -197,10 +200,12 @@ def main() -> None:
             frac = statistics.median(r["flops"] / r["s"] / peak for r in rs)
             summary[f"{e}/{stage}"] = {"s": secs, "new_tok_s": new, "prompt_tok_s": prompt, "peak": frac}
             print(f"{e:9s} {stage:8s} {secs:9.1f} {new:10.1f} {prompt:13.1f} {ran:11.0f} {frac:8.1%}")
-    if "generate" in engines and "cached" in engines:
-        for stage in ("propose", "solve"):
-            ratio = summary[f"cached/{stage}"]["s"] / summary[f"generate/{stage}"]["s"]
-            print(f"{stage}: cached / generate time = {ratio:.2f}")
+    for base in ("generate", "cached-flat"):
+        if base in engines and "cached" in engines:
+            for stage in ("propose", "solve"):
+                ratio = summary[f"cached/{stage}"]["s"] / summary[f"{base}/{stage}"]["s"]
+                tps = summary[f"cached/{stage}"]["new_tok_s"] / summary[f"{base}/{stage}"]["new_tok_s"]
+                print(f"{stage}: cached / {base}: time {ratio:.2f}, new tokens/s {tps:.2f}")
     print(json.dumps({k: {m: round(v, 4) for m, v in d.items()} for k, d in summary.items()}))
 
 

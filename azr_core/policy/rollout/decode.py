@@ -19,6 +19,7 @@ so rows of different lengths and slots left unused need no re-layout. Log-probs 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from azr_core.policy.rollout.base import Block, Completion, SamplingParams, Script, cut_text_at_stop
+from azr_core.policy.rollout.prefix_groups import MIN_SAVING, Group, GroupedCache, grouped_attention, plan_groups
 from azr_core.policy.rollout.scripts import join_blocks
 
 
@@ -93,12 +95,15 @@ class _Row:
 class CachedSampler:
     """Samples completions for the hf backend; `sample` is one generate call of the backend."""
 
-    def __init__(self, model, tokenizer, *, eos_ids: set[int], empty_starts, max_rows: int) -> None:
+    def __init__(
+        self, model, tokenizer, *, eos_ids: set[int], empty_starts, max_rows: int, min_saving: int | None = MIN_SAVING
+    ) -> None:
         self.model = model
         self.tok = tokenizer
         self.eos_ids = eos_ids
         self._empty_starts = empty_starts  # a callable: computed only when a call suppresses empty starts
         self.max_rows = max(1, max_rows)
+        self.min_saving = min_saving  # prompts sharing a prefix decode against one copy of it (None: never grouped)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.sdpa = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
 
@@ -126,14 +131,16 @@ class CachedSampler:
 
     # ---- prefill -------------------------------------------------------------------------------------------------
 
-    def _forward(self, input_ids, mask, positions, cache):
+    def _forward(self, input_ids, mask, positions, cache, grouped: GroupedCache | None = None):
+        extra = {} if grouped is None else {"prefix_groups": grouped}  # the grouped attention takes a boolean mask
         out = self.model(
             input_ids=input_ids,
-            attention_mask=self._mask(mask),
+            attention_mask=mask if grouped is not None else self._mask(mask),
             position_ids=positions,
             cache=cache,
             use_cache=True,
             logits_to_keep=1,
+            **extra,
         )
         return out.logits[:, -1].float()
 
@@ -152,34 +159,50 @@ class CachedSampler:
         return cache
 
     def _prefill(
-        self, prompt_ids: list[list[int]]
-    ) -> tuple[list[list[tuple[torch.Tensor, torch.Tensor]]], torch.Tensor]:
-        """Each distinct prompt's cache (per layer (1, H, T, D) keys and values) and last logits, the common prefix
-        run once."""
-        device = next(self.model.parameters()).device
+        self, prompt_ids: list[list[int]], groups: list[Group]
+    ) -> tuple[
+        list[list[tuple[torch.Tensor, torch.Tensor]]],
+        list[int],
+        list[list[tuple[torch.Tensor, torch.Tensor]]],
+        torch.Tensor,
+    ]:
+        """Each distinct prompt's own cache (per layer (1, H, T - start, D) keys and values: what follows its group's
+        prefix, or all of it), its start, each group's prefix cache, and the prompts' last logits. The prefix common
+        to every prompt runs once, each group's prefix once on top of it, each prompt's rest once on top of that."""
         if min(len(p) for p in prompt_ids) == 0:
             raise ValueError("a prompt with no tokens: the model has nothing to continue from")
         shared = _common_prefix(prompt_ids)
         shared = min(shared, min(len(p) for p in prompt_ids) - 1)  # each prompt needs a token of its own to run
-        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if shared > 0:
-            cache = self._new_cache()
-            ids = torch.tensor([prompt_ids[0][:shared]], device=device)
-            causal = torch.ones(shared, shared, dtype=torch.bool, device=device).tril()[None, None]
-            self._forward(ids, causal, torch.arange(shared, device=device)[None], cache)
-            prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        root = self._extend([], 0, prompt_ids[0][:shared])[0] if shared > 0 else []
+        base: list[tuple[list, int]] = [(root, shared)] * len(prompt_ids)
+        starts = [0] * len(prompt_ids)
+        group_kv = []
+        for g in groups:  # a group's length is at least `shared`: the common prefix is common to its members too
+            kv = self._extend(root, shared, prompt_ids[g.members[0]][shared : g.length])[0]
+            group_kv.append(kv)
+            for u in g.members:
+                base[u], starts[u] = (kv, g.length), g.length
         kvs, logits = [], []
-        for p in prompt_ids:
-            cache = self._new_cache()
-            for layer, (k, v) in zip(cache.layers, prefix_kv, strict=False):
-                layer.update(k, v)
-            rest = p[shared:]
-            n = len(rest)
-            allowed = torch.ones(n, shared + n, dtype=torch.bool, device=device).tril(diagonal=shared)[None, None]
-            pos = torch.arange(shared, shared + n, device=device)[None]
-            logits.append(self._forward(torch.tensor([rest], device=device), allowed, pos, cache)[0])
-            kvs.append([(layer.keys, layer.values) for layer in cache.layers])
-        return kvs, torch.stack(logits)
+        for u, p in enumerate(prompt_ids):
+            kv, n0 = base[u]
+            full, last = self._extend(kv, n0, p[n0:])
+            kvs.append([(k[:, :, starts[u] :], v[:, :, starts[u] :]) for k, v in full])
+            logits.append(last)
+        return kvs, starts, group_kv, torch.stack(logits)
+
+    def _extend(self, kv: list[tuple[torch.Tensor, torch.Tensor]], n0: int, ids: list[int]):
+        """Run `ids` (batch 1) on top of a cache of `n0` tokens: the whole cache after them, and their last logits."""
+        device = next(self.model.parameters()).device
+        cache = self._new_cache()
+        for layer, (k, v) in zip(cache.layers, kv, strict=False):
+            layer.update(k, v)
+        if not ids:
+            return kv, None
+        n = len(ids)
+        allowed = torch.ones(n, n0 + n, dtype=torch.bool, device=device).tril(diagonal=n0)[None, None]
+        pos = torch.arange(n0, n0 + n, device=device)[None]
+        last = self._forward(torch.tensor([ids], device=device), allowed, pos, cache)[0]
+        return [(layer.keys, layer.values) for layer in cache.layers], last
 
     # ---- decode --------------------------------------------------------------------------------------------------
 
@@ -189,10 +212,16 @@ class CachedSampler:
         distinct: dict[tuple[int, ...], int] = {}
         for r in rows:
             distinct.setdefault(tuple(r.visible), len(distinct))
-        kvs, first_logits = self._prefill([list(k) for k in distinct])
+        prompt_ids = [list(k) for k in distinct]
+        counts = [0] * len(prompt_ids)
+        for r in rows:
+            counts[distinct[tuple(r.visible)]] += 1
+        groups = plan_groups(prompt_ids, counts, self.min_saving) if self.min_saving is not None else []
+        group_of = {u: g for g, grp in enumerate(groups) for u in grp.members}
+        kvs, starts, group_kv, first_logits = self._prefill(prompt_ids, groups)
         row_prompt = [distinct[tuple(r.visible)] for r in rows]  # each row's distinct prompt
         which = torch.tensor(row_prompt, device=device)
-        lengths = [len(r.visible) for r in rows]
+        lengths = [len(r.visible) - starts[u] for r, u in zip(rows, row_prompt, strict=True)]  # own cache lengths
         width = max(lengths)
         capacity = width + max(r.script.first_max_new_tokens for r in rows) + 16
         layers = []
@@ -207,41 +236,49 @@ class CachedSampler:
         del kvs
         cache = self._new_cache()
         cache.layers = layers
+        grouped = None
+        if groups:
+            grouped = GroupedCache([[kv[li] for kv in group_kv] for li in range(len(layers))], [])
+            grouped.select([group_of.get(u) for u in row_prompt])
         mask = torch.zeros(len(rows), capacity, dtype=torch.bool, device=device)
         for b, n in enumerate(lengths):
             mask[b, width - n : width] = True
-        positions = torch.tensor(lengths, device=device)
+        positions = torch.tensor([len(r.visible) for r in rows], device=device)
         logits = first_logits.index_select(0, which)
         length = width
         stops = tuple(params.stop)
         window = max((len(s) for s in stops), default=0) + 2
         empty = torch.tensor(self._empty_starts() if params.nonempty else [], dtype=torch.long, device=device)
         live = list(rows)
-        while True:
-            need = [b for b, r in enumerate(live) if not r.done and not r.forced]
-            picked: dict[int, tuple[int, float]] = {}
-            if need:
-                at_start = torch.tensor([not live[b].ids for b in need], device=device)
-                toks, lps = _pick(logits[need], params, at_start if len(empty) else None, empty)
-                picked = dict(zip(need, zip(toks.tolist(), lps.tolist(), strict=True), strict=True))
-            feed = [self._advance(r, picked.get(b), prompts, stops, window) for b, r in enumerate(live)]
-            if all(r.done for r in live):
-                break
-            if length >= mask.shape[1]:
-                mask = torch.cat([mask, torch.zeros_like(mask)], dim=1)
-            fed = torch.tensor([t is not None for t in feed], device=device)
-            mask[:, length] = fed
-            ids = torch.tensor([[self.pad if t is None else t] for t in feed], device=device)
-            logits = self._forward(ids, mask[:, None, None, : length + 1], positions[:, None], cache)
-            positions = positions + fed.long()
-            length += 1
-            dead = sum(r.done for r in live)
-            if dead and dead * 8 >= len(live):  # drop finished rows: each step then costs less
-                keep = torch.tensor([b for b, r in enumerate(live) if not r.done], device=device)
-                for layer in cache.layers:
-                    layer.select(keep)
-                mask, positions, logits = mask.index_select(0, keep), positions.index_select(0, keep), logits[keep]
-                live = [r for r in live if not r.done]
+        with grouped_attention(self.model) if grouped else contextlib.nullcontext():
+            while True:
+                need = [b for b, r in enumerate(live) if not r.done and not r.forced]
+                picked: dict[int, tuple[int, float]] = {}
+                if need:
+                    at_start = torch.tensor([not live[b].ids for b in need], device=device)
+                    toks, lps = _pick(logits[need], params, at_start if len(empty) else None, empty)
+                    picked = dict(zip(need, zip(toks.tolist(), lps.tolist(), strict=True), strict=True))
+                feed = [self._advance(r, picked.get(b), prompts, stops, window) for b, r in enumerate(live)]
+                if all(r.done for r in live):
+                    break
+                if length >= mask.shape[1]:
+                    mask = torch.cat([mask, torch.zeros_like(mask)], dim=1)
+                fed = torch.tensor([t is not None for t in feed], device=device)
+                mask[:, length] = fed
+                ids = torch.tensor([[self.pad if t is None else t] for t in feed], device=device)
+                logits = self._forward(ids, mask[:, None, None, : length + 1], positions[:, None], cache, grouped)
+                positions = positions + fed.long()
+                length += 1
+                dead = sum(r.done for r in live)
+                if dead and dead * 8 >= len(live):  # drop finished rows: each step then costs less
+                    keep = torch.tensor([b for b, r in enumerate(live) if not r.done], device=device)
+                    for layer in cache.layers:
+                        layer.select(keep)
+                    mask, positions, logits = mask.index_select(0, keep), positions.index_select(0, keep), logits[keep]
+                    row_prompt = [u for u, r in zip(row_prompt, live, strict=True) if not r.done]
+                    live = [r for r in live if not r.done]
+                    if grouped:
+                        grouped.select([group_of.get(u) for u in row_prompt])
 
     def _advance(self, r: _Row, picked: tuple[int, float] | None, prompts, stops, window) -> int | None:
         """Take this step's token for row `r`: the next forced one, or the sampled one (which may end the block, the

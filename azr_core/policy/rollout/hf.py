@@ -80,6 +80,7 @@ class HFBackend(RolloutBackend):
         shares_trainer_weights: bool = False,
         synced_gpus: bool = False,
         engine: str = "cached",
+        prefix_groups: bool = True,
     ) -> None:
         if engine not in ("cached", "generate"):
             raise ValueError(f"hf rollout engine {engine!r}: 'cached' or 'generate'")
@@ -96,6 +97,7 @@ class HFBackend(RolloutBackend):
         # ZeRO-3 generation is collective (every rank runs each forward until all are done): `generate` does that.
         self.engine = "generate" if synced_gpus else engine
         self._sampler = None
+        self.prefix_groups = prefix_groups  # cached engine: prompts sharing a prefix decode against one copy of it
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[PromptOutput]:
         """Sample `params.n` completions per prompt (`batch_size` sequences decoded together)."""
@@ -125,11 +127,12 @@ class HFBackend(RolloutBackend):
 
     def _sample_cached(self, prompts, params: SamplingParams, scripts) -> list[PromptOutput]:
         from azr_core.policy.rollout.decode import CachedSampler
+        from azr_core.policy.rollout.prefix_groups import MIN_SAVING
 
         if self._sampler is None:
             self._sampler = CachedSampler(
                 self.model, self.tokenizer, eos_ids=self.eos_ids, empty_starts=self.empty_starts,
-                max_rows=self.batch_size,
+                max_rows=self.batch_size, min_saving=MIN_SAVING if self.prefix_groups else None,
             )  # fmt: skip
         self._seed(params)
         was_training = self.model.training
