@@ -62,11 +62,14 @@ def _reference(q, keys, values, allowed):
 
 
 @pytest.mark.parametrize("part", ["flash", "matmul"])
-def test_grouped_attention_equals_attention_over_each_rows_whole_cache(part, monkeypatch):
+@pytest.mark.parametrize(
+    "row_groups",
+    [[0, None, 0, 1, 0, None], [None, 0, 0, 0, 1, None]],  # a group's rows apart (gathered) or side by side (a slice)
+)
+def test_grouped_attention_equals_attention_over_each_rows_whole_cache(part, row_groups, monkeypatch):
     torch.manual_seed(0)
     hq, hkv, d, own = 6, 2, 16, 9
-    lengths = {0: 12, 1: 5}  # two groups' prefixes; rows 1 and 5 in no group
-    row_groups = [0, None, 0, 1, 0, None]  # a group's rows need not be side by side
+    lengths = {0: 12, 1: 5}  # two groups' prefixes; two rows in no group
     b = len(row_groups)
     prefixes = {g: (torch.randn(1, hkv, n, d), torch.randn(1, hkv, n, d)) for g, n in lengths.items()}
     k_own, v_own = torch.randn(b, hkv, own, d), torch.randn(b, hkv, own, d)
@@ -82,7 +85,9 @@ def test_grouped_attention_equals_attention_over_each_rows_whole_cache(part, mon
     ref = [_reference(q[r : r + 1], keys[r][None], values[r][None], masks[r][None]) for r in range(b)]
     cache = GroupedCache([[prefixes[0], prefixes[1]]], [])
     cache.select(row_groups)
-    assert [(g, r.tolist()) for g, r in cache.slices] == [(0, [0, 2, 4]), (1, [3])]
+    rows = [(g, list(range(b))[r] if isinstance(r, slice) else r.tolist()) for g, r in cache.slices]
+    assert rows == [(g, [i for i, x in enumerate(row_groups) if x == g]) for g in (0, 1)]
+    assert isinstance(cache.slices[0][1], slice) == (row_groups[1:4] == [0, 0, 0])
     if part == "matmul":  # as on a device without torch's fused CPU kernel
         monkeypatch.setattr(prefix_groups, "_flash_part", prefix_groups._matmul_part)
     out, _ = prefix_groups.attention(_Layer(), q, k_own, v_own, allowed[:, None, None], prefix_groups=cache)
@@ -130,10 +135,11 @@ def _tiny():
     return _TINY["m"]
 
 
-def _sampler(model, tok, max_rows, min_saving):
+def _sampler(model, tok, max_rows, min_saving, decode_min_saving=0):
     return CachedSampler(
-        model, tok, eos_ids=_eos_ids(model, tok), empty_starts=lambda: [], max_rows=max_rows, min_saving=min_saving
-    )
+        model, tok, eos_ids=_eos_ids(model, tok), empty_starts=lambda: [], max_rows=max_rows, min_saving=min_saving,
+        decode_min_saving=decode_min_saving,
+    )  # fmt: skip
 
 
 def _spy_groups(monkeypatch) -> list[list[Group]]:
@@ -149,7 +155,10 @@ def _spy_groups(monkeypatch) -> list[list[Group]]:
 
 
 @pytest.mark.parametrize("max_rows", [4, 24])  # 4: rows over several batches, finished rows dropped mid-decode
-def test_the_sampler_gives_the_same_answers_and_log_probs_with_and_without_groups(max_rows, monkeypatch):
+@pytest.mark.parametrize("decode_min_saving", [0, 10**9])  # groups shared in the decode, or copied after the prefill
+def test_the_sampler_gives_the_same_answers_and_log_probs_with_and_without_groups(
+    max_rows, decode_min_saving, monkeypatch
+):
     model, tok = _tiny()
     head = "An instruction long enough to be worth sharing between the prompts of one family. " * 3
     prompts = [head + "first", "unrelated", head + "second one", head + "third"]
@@ -161,7 +170,7 @@ def test_the_sampler_gives_the_same_answers_and_log_probs_with_and_without_group
     ):
         seen = _spy_groups(monkeypatch)
         torch.manual_seed(3)
-        grouped = _sampler(model, tok, max_rows, 0).sample(prompts, params, scripts)
+        grouped = _sampler(model, tok, max_rows, 0, decode_min_saving).sample(prompts, params, scripts)
         assert any(seen) and all(g.length > 0 for gs in seen for g in gs)  # grouping really ran
         torch.manual_seed(3)
         plain = _sampler(model, tok, max_rows, None).sample(prompts, params, scripts)

@@ -28,7 +28,14 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from azr_core.policy.rollout.base import Block, Completion, SamplingParams, Script, cut_text_at_stop
-from azr_core.policy.rollout.prefix_groups import MIN_SAVING, Group, GroupedCache, grouped_attention, plan_groups
+from azr_core.policy.rollout.prefix_groups import (
+    DECODE_MIN_SAVING,
+    MIN_SAVING,
+    Group,
+    GroupedCache,
+    grouped_attention,
+    plan_groups,
+)
 from azr_core.policy.rollout.scripts import join_blocks
 
 
@@ -96,14 +103,23 @@ class CachedSampler:
     """Samples completions for the hf backend; `sample` is one generate call of the backend."""
 
     def __init__(
-        self, model, tokenizer, *, eos_ids: set[int], empty_starts, max_rows: int, min_saving: int | None = MIN_SAVING
+        self,
+        model,
+        tokenizer,
+        *,
+        eos_ids: set[int],
+        empty_starts,
+        max_rows: int,
+        min_saving: int | None = MIN_SAVING,
+        decode_min_saving: int = DECODE_MIN_SAVING,
     ) -> None:
         self.model = model
         self.tok = tokenizer
         self.eos_ids = eos_ids
         self._empty_starts = empty_starts  # a callable: computed only when a call suppresses empty starts
         self.max_rows = max(1, max_rows)
-        self.min_saving = min_saving  # prompts sharing a prefix decode against one copy of it (None: never grouped)
+        self.min_saving = min_saving  # prompts sharing a prefix prefill it once (None: never grouped)
+        self.decode_min_saving = decode_min_saving  # ... and decode against one copy of it, where that pays
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.sdpa = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
 
@@ -219,6 +235,15 @@ class CachedSampler:
         groups = plan_groups(prompt_ids, counts, self.min_saving) if self.min_saving is not None else []
         group_of = {u: g for g, grp in enumerate(groups) for u in grp.members}
         kvs, starts, group_kv, first_logits = self._prefill(prompt_ids, groups)
+        for g, grp in enumerate(groups):  # a group too small to pay for its kernels in the decode: copied per row
+            if (sum(counts[u] for u in grp.members) - 1) * grp.length <= self.decode_min_saving:
+                for u in grp.members:
+                    kvs[u] = [
+                        (torch.cat([gk, k], 2), torch.cat([gv, v], 2))
+                        for (gk, gv), (k, v) in zip(group_kv[g], kvs[u], strict=True)
+                    ]
+                    starts[u] = 0
+                    del group_of[u]
         row_prompt = [distinct[tuple(r.visible)] for r in rows]  # each row's distinct prompt
         which = torch.tensor(row_prompt, device=device)
         lengths = [len(r.visible) - starts[u] for r, u in zip(rows, row_prompt, strict=True)]  # own cache lengths
@@ -237,7 +262,7 @@ class CachedSampler:
         cache = self._new_cache()
         cache.layers = layers
         grouped = None
-        if groups:
+        if group_of:
             grouped = GroupedCache([[kv[li] for kv in group_kv] for li in range(len(layers))], [])
             grouped.select([group_of.get(u) for u in row_prompt])
         mask = torch.zeros(len(rows), capacity, dtype=torch.bool, device=device)

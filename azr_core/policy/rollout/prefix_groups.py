@@ -29,11 +29,16 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 ATTENTION = "azr_prefix_groups"
 
-# Grouping pays for itself once the rows it spares from re-reading the prefix (rows - 1) x length exceed this many
-# tokens. A group costs a few extra small matmuls per layer and decode step, about what reading ~400 tokens of cache
-# costs on one CPU core (SmolLM2-135M); 256 keeps the proposer's and the learnability rollouts' groups, and leaves
-# prompts that share only a chat template's opening alone.
-MIN_SAVING = 256
+# Prefill: a group's prefix runs once instead of once per member, for the price of one more batch-1 forward (~10-20 ms
+# on SmolLM2-135M, the time of a few dozen prompt tokens), so prompts are grouped once they spare (rows - 1) x length
+# above this many tokens.
+MIN_SAVING = 64
+# Decode: keeping a group's prefix apart costs a few small kernels per layer and step (measured on the 2-core Sapphire
+# Rapids VM, 2 threads, 42 rows: ~3 ms a step per group, and ~11 ms for the first, against ~2.8 us a step for each
+# cached token a row reads), so a group's prefix stays shared in the decode only where (rows - 1) x length exceeds
+# this; a smaller group's prefix is copied into its rows' own caches after the prefill. cpu-tiny: the proposer's
+# groups (5-6 prompts sharing ~900 tokens) stay shared; the solver's (8 prompts sharing ~150) are copied.
+DECODE_MIN_SAVING = 2048
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class GroupedCache:
     """A decode step's shared prefixes: per layer, one (keys, values) per group, and the batch slice of its rows."""
 
     prefixes: list[list[tuple[torch.Tensor, torch.Tensor]]]  # [layer][group] -> (1, H, L, D) each
-    slices: list[tuple[int, torch.Tensor]]  # (group, the batch rows it serves) for groups with rows left
+    slices: list[tuple[int, slice | torch.Tensor]]  # (group, its batch rows: a slice where they are side by side)
     _mask_of: torch.Tensor | None = None
     _mask: torch.Tensor | None = None
 
@@ -102,7 +107,10 @@ class GroupedCache:
             if g is not None:
                 rows.setdefault(g, []).append(b)
         device = self.prefixes[0][0][0].device if self.prefixes and self.prefixes[0] else None
-        self.slices = [(g, torch.tensor(r, device=device)) for g, r in sorted(rows.items())]
+        self.slices = [
+            (g, slice(r[0], r[-1] + 1) if r[-1] - r[0] + 1 == len(r) else torch.tensor(r, device=device))
+            for g, r in sorted(rows.items())
+        ]
 
 
 def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, prefix_groups=None, **kwargs):
@@ -126,17 +134,16 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
     q = query.reshape(b, hkv, hq // hkv, d)  # a key/value head's query heads side by side, as repeat_kv pairs them
     part = _flash_part if query.device.type == "cpu" else _matmul_part
     o, lse = part(q, key, value, groups.additive_mask(attention_mask, q.dtype), scale)  # (B, Hkv, G, D), (B, Hkv, G)
-    for g, idx in groups.slices:
+    for g, sel in groups.slices:
         pk, pv = groups.prefixes[module.layer_idx][g]
-        rows = len(idx)
-        qg = q.index_select(0, idx).transpose(0, 1).reshape(1, hkv, rows * q.shape[2], d)  # the group's queries at once
-        og, lg = part(qg, pk, pv, None, scale)
+        qs = q[sel]
+        rows = qs.shape[0]
+        og, lg = part(qs.transpose(0, 1).reshape(1, hkv, rows * q.shape[2], d), pk, pv, None, scale)  # one product
         og = og[0].reshape(hkv, rows, q.shape[2], d).transpose(0, 1)
         lg = lg[0].reshape(hkv, rows, q.shape[2]).transpose(0, 1)
-        lo, oo = lse.index_select(0, idx), o.index_select(0, idx)
-        both = torch.logaddexp(lo, lg)
-        o.index_copy_(0, idx, oo * torch.exp(lo - both)[..., None] + og * torch.exp(lg - both)[..., None])
-        lse.index_copy_(0, idx, both)
+        # A row is in one group: the two parts' weights are exp(lse_part - lse_both) = sigmoid(lse_own - lse_group)
+        # and its complement, and the merged log-sum-exp is not needed again.
+        o[sel] = torch.lerp(og, o[sel], torch.sigmoid(lse[sel] - lg)[..., None])
     return o.reshape(b, hq, 1, d).transpose(1, 2).contiguous(), None
 
 
@@ -145,7 +152,7 @@ def _flash_part(q, k, v, mask, scale):
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, 0.0, False, attn_mask=mask, scale=scale
     )
-    return out.clone(), lse.float()
+    return out, lse.float()
 
 
 def _matmul_part(q, k, v, mask, scale):
