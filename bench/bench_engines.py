@@ -397,6 +397,10 @@ def worker_ov(job: dict) -> dict:
     cfg.logprobs = 1
     runs, sample = [], None
     for rep in range(job["repeats"]):
+        if rep and job.get("ov_rebuild_each"):  # as after every weight update: a new pipeline, its prefix cache empty
+            pipe = g.ContinuousBatchingPipeline(
+                str(out_dir), sched, "CPU", {"INFERENCE_NUM_THREADS": job["threads"], "INFERENCE_PRECISION_HINT": "f32"}
+            )
         cfg.rng_seed = job["seed"] + rep
         t0 = time.perf_counter()
         handles = [
@@ -553,6 +557,11 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/bench_engines")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per engine worker")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument(
+        "--ov-rebuild-each",
+        action="store_true",
+        help="ov: a new pipeline before each repeat (its prefix cache empty), as after each iteration's weight update",
+    )
     args = ap.parse_args()
 
     if args.worker:
@@ -593,6 +602,7 @@ def main() -> None:
         convert_script=args.llama_convert,
         convert_python=args.python or sys.executable,
         ov_export_python=args.ov_export_python,
+        ov_rebuild_each=args.ov_rebuild_each,
     )
     pythons = {
         "hf": sys.executable,
