@@ -111,6 +111,22 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
+def _timed_inplace_update(model) -> float:
+    """Seconds to copy a state dict into the model in place, as the hf backend's sync_weights does."""
+    import torch
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def update():
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for k, v in state.items():
+                if k in params:
+                    params[k].copy_(v)
+
+    return _timed(update)[1]
+
+
 def worker_hf(job: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, LogitsProcessor
@@ -121,16 +137,7 @@ def worker_hf(job: dict) -> dict:
     )
     model.eval()
     model.generation_config.eos_token_id = None  # run every row to max_new_tokens (same work for every engine)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-
-    def update():  # what the hf backend's sync_weights does: copy the trainer's tensors in place
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for k, v in state.items():
-                if k in params:
-                    params[k].copy_(v)
-
-    _, update_s = _timed(update)
+    update_s = _timed_inplace_update(model)
 
     class Recorder(LogitsProcessor):  # the project's _LogprobRecorder: raw log-softmax per step, one step late
         def __init__(self):
@@ -449,16 +456,7 @@ def worker_cached(job: dict) -> dict:
     model, load_s = _timed(lambda: AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32))
     model.eval()
     tok = AutoTokenizer.from_pretrained(job["model"])
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-
-    def update():
-        with torch.no_grad():
-            params = dict(model.named_parameters())
-            for k, v in state.items():
-                if k in params:
-                    params[k].copy_(v)
-
-    _, update_s = _timed(update)
+    update_s = _timed_inplace_update(model)
     sampler = CachedSampler(model, tok, eos_ids=set(), empty_starts=list, max_rows=len(job["prompts"]))
     params = SamplingParams(n=1, max_new_tokens=job["new_tokens"], temperature=job["temperature"], top_p=1.0)
     prefill = []
