@@ -146,3 +146,23 @@ def test_up_refuses_a_bad_listen_address(tmp_path):
     done = azr("up", "--host", "my-laptop", env=env, timeout=60)
     assert done.returncode == 2 and "not an IP address" in done.stderr, done.stderr
     assert not (tmp_path / "stack" / "stack.json").exists()
+
+
+def test_up_worker_flags_override_the_saved_choice_and_otherwise_keep_it(tmp_path, monkeypatch):
+    """`azr up --no-worker` is kept in stack.json; a later `azr up --worker` starts a worker here again."""
+    from typer.testing import CliRunner
+
+    import azr_core.stack
+    from azr_core.cli import build_app
+
+    seen = []
+    monkeypatch.setattr(azr_core.stack, "up", lambda settings, **kw: seen.append(settings.local_worker))
+    app = build_app(["azr_core.commands.stack"])
+    (tmp_path / "stack.json").write_text('{"local_worker": false}')  # what `up --no-worker` saved
+    for flags, expected in (([], False), (["--worker"], True), (["--no-worker"], False)):
+        result = CliRunner().invoke(app, ["up", "--state-dir", str(tmp_path), *flags])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] is expected, flags
+    (tmp_path / "stack.json").unlink()
+    CliRunner().invoke(app, ["up", "--state-dir", str(tmp_path)])
+    assert seen[-1] is True  # a new stack has a worker

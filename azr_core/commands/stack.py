@@ -48,7 +48,10 @@ HOST_HELP = (
     "with). Give this host's address on a trusted network to let workers on other hosts join (`azr join`); "
     "0.0.0.0 listens on every interface. Neither service has authentication."
 )
-NO_WORKER_HELP = "Start no worker here: a server host whose flow runs run on workers that join from other hosts."
+WORKER_HELP = (
+    "--no-worker: start no worker here, a server host whose flow runs run on workers that join from other hosts. "
+    "--worker: start one here again. Default: what the stack was last brought up with (a worker, the first time)."
+)
 WORKER_NAME_HELP = "This host's worker name in the pool (default azr-worker-<hostname>)."
 
 
@@ -58,7 +61,7 @@ def up(
     mlflow_port: MLFLOW_PORT = None,
     pool: POOL = None,
     host: Annotated[str | None, typer.Option(envvar="AZR_STACK_HOST", help=HOST_HELP)] = None,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help=NO_WORKER_HELP)] = False,
+    worker: Annotated[bool | None, typer.Option("--worker/--no-worker", help=WORKER_HELP)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each service to become healthy.")] = 120.0,
 ) -> None:
     """Start the local stack (idempotent): Prefect server, work pool, worker, MLflow UI, on 127.0.0.1 unless --host."""
@@ -66,7 +69,7 @@ def up(
     from azr_core.stack import up as stack_up
 
     try:
-        settings = StackSettings.resolve(state_dir, prefect_port, mlflow_port, pool, host, False if no_worker else None)
+        settings = StackSettings.resolve(state_dir, prefect_port, mlflow_port, pool, host, worker)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--host") from None
     try:
