@@ -66,7 +66,8 @@ def _reference(q, keys, values, allowed):
     "row_groups",
     [[0, None, 0, 1, 0, None], [None, 0, 0, 0, 1, None]],  # a group's rows apart (gathered) or side by side (a slice)
 )
-def test_grouped_attention_equals_attention_over_each_rows_whole_cache(part, row_groups, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grouped_attention_equals_attention_over_each_rows_whole_cache(part, row_groups, dtype, monkeypatch):
     torch.manual_seed(0)
     hq, hkv, d, own = 6, 2, 16, 9
     lengths = {0: 12, 1: 5}  # two groups' prefixes; two rows in no group
@@ -83,6 +84,9 @@ def test_grouped_attention_equals_attention_over_each_rows_whole_cache(part, row
         values.append(torch.cat([pv[0], v_own[r]], dim=1))
         masks.append(torch.cat([torch.ones(pk.shape[2], dtype=torch.bool), allowed[r]]))
     ref = [_reference(q[r : r + 1], keys[r][None], values[r][None], masks[r][None]) for r in range(b)]
+    # The reference in float32; the grouped attention in the model's dtype (bf16: as on a GPU or a bf16 CPU model).
+    prefixes = {g: (k.to(dtype), v.to(dtype)) for g, (k, v) in prefixes.items()}
+    q, k_own, v_own = q.to(dtype), k_own.to(dtype), v_own.to(dtype)
     cache = GroupedCache([[prefixes[0], prefixes[1]]], [])
     cache.select(row_groups)
     rows = [(g, list(range(b))[r] if isinstance(r, slice) else r.tolist()) for g, r in cache.slices]
@@ -91,8 +95,8 @@ def test_grouped_attention_equals_attention_over_each_rows_whole_cache(part, row
     if part == "matmul":  # as on a device without torch's fused CPU kernel
         monkeypatch.setattr(prefix_groups, "_flash_part", prefix_groups._matmul_part)
     out, _ = prefix_groups.attention(_Layer(), q, k_own, v_own, allowed[:, None, None], prefix_groups=cache)
-    assert out.shape == (b, 1, hq, d)
-    assert torch.allclose(out, torch.cat(ref), atol=1e-5)
+    assert out.shape == (b, 1, hq, d) and out.dtype == dtype
+    assert torch.allclose(out.float(), torch.cat(ref), atol=1e-5 if dtype == torch.float32 else 2e-2)
 
 
 def test_grouped_attention_refuses_what_it_cannot_serve():

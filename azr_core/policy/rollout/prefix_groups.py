@@ -143,7 +143,7 @@ def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=No
         lg = lg[0].reshape(hkv, rows, q.shape[2]).transpose(0, 1)
         # A row is in one group: the two parts' weights are exp(lse_part - lse_both) = sigmoid(lse_own - lse_group)
         # and its complement, and the merged log-sum-exp is not needed again.
-        o[sel] = torch.lerp(og, o[sel], torch.sigmoid(lse[sel] - lg)[..., None])
+        o[sel] = torch.lerp(og, o[sel], torch.sigmoid(lse[sel] - lg)[..., None].to(o.dtype))
     return o.reshape(b, hq, 1, d).transpose(1, 2).contiguous(), None
 
 
