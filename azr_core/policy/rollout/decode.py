@@ -33,6 +33,7 @@ from azr_core.policy.rollout.prefix_groups import (
     MIN_SAVING,
     Group,
     GroupedCache,
+    common_prefix,
     grouped_attention,
     plan_groups,
 )
@@ -187,7 +188,7 @@ class CachedSampler:
         to every prompt runs once, each group's prefix once on top of it, each prompt's rest once on top of that."""
         if min(len(p) for p in prompt_ids) == 0:
             raise ValueError("a prompt with no tokens: the model has nothing to continue from")
-        shared = _common_prefix(prompt_ids)
+        shared = common_prefix(prompt_ids)
         shared = min(shared, min(len(p) for p in prompt_ids) - 1)  # each prompt needs a token of its own to run
         root = self._extend([], 0, prompt_ids[0][:shared])[0] if shared > 0 else []
         base: list[tuple[list, int]] = [(root, shared)] * len(prompt_ids)
@@ -389,15 +390,3 @@ def _pick(
         u = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
         tok = torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)
     return tok, logp.gather(1, tok[:, None]).squeeze(1)
-
-
-def _common_prefix(seqs: list[list[int]]) -> int:
-    """Length of the longest prefix every sequence shares."""
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for s in seqs[1:]:
-        k = 0
-        while k < n and s[k] == first[k]:
-            k += 1
-        n = k
-    return n

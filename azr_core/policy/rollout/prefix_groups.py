@@ -58,7 +58,7 @@ def plan_groups(prompts: list[list[int]], rows: list[int], min_saving: int = MIN
     its own (the prefill of that token gives the member's first logits). Prompts in no group are returned in none."""
     order = sorted(range(len(prompts)), key=lambda i: prompts[i])
     n = len(order)
-    lcp = [_common(prompts[order[k]], prompts[order[k + 1]]) for k in range(n - 1)]
+    lcp = [common_prefix([prompts[order[k]], prompts[order[k + 1]]]) for k in range(n - 1)]
     best = [0] * (n + 1)  # best[j]: the largest saving over the first j prompts of the order
     cut: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (start of the last run, its length; 0: ungrouped)
     for j in range(1, n + 1):
@@ -179,9 +179,13 @@ def grouped_attention(model):
         config._attn_implementation = before
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    k = 0
-    while k < n and a[k] == b[k]:
-        k += 1
-    return k
+def common_prefix(seqs: list[list[int]]) -> int:
+    """Length of the longest prefix every sequence shares."""
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n
