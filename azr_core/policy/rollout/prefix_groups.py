@@ -5,8 +5,9 @@ A stage's prompts share long prefixes: cpu-tiny's 18 proposer prompts fall into 
 and the cached loop before this module, kept a copy of every row's whole prompt in the KV cache, so each decode step
 read the shared part once per row, and each distinct prompt's prefill recomputed it.
 
-Here the sampler prefills a group's shared prefix once and keeps it once (per layer (1, H, L, D)); a row's own cache
-holds only what follows it (the rest of its prompt and its answer). In a decode step the attention of a grouped row is
+Here the sampler prefills a group's shared prefix once and, where the decode gains by it (DECODE_MIN_SAVING), keeps
+it once (per layer (1, H, L, D)); a row's own cache holds only what follows it (the rest of its prompt and its
+answer). In a decode step the attention of a grouped row is
 the exact softmax over both parts, merged by their log-sum-exp (the "cascade" split of shared-prefix attention):
 
     out = (exp(m_own - m) * o_own + exp(m_grp - m) * o_grp) / (exp(m_own - m) * l_own + exp(m_grp - m) * l_grp)
