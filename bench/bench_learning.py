@@ -151,7 +151,8 @@ NOVELTY_COLUMNS = ("novel", "nprog", "learn", "cplx", "ted")
 def novelty_summary(run_dir: str) -> list[str]:
     """Over the whole run, per type: novel tasks, the distinct programs behind them (canonical: comments aside),
     how many were learnable at birth, and the mean complexity and edit distance of the valid proposals."""
-    from azr_core.algo.proposer_measures import learnable, program_key
+    from azr_core.algo.program_keys import program_key
+    from azr_core.algo.proposer_measures import learnable
     from azr_core.store import connect
 
     con = connect(run_dir)

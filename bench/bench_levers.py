@@ -30,7 +30,8 @@ TYPES = ("deduction", "abduction", "induction")
 
 
 def row(name: str, run_dir: str, log: str | None, first: int | None = None) -> list[str]:
-    from azr_core.algo.proposer_measures import learnable, program_key
+    from azr_core.algo.program_keys import program_key
+    from azr_core.algo.proposer_measures import learnable
     from azr_core.store import connect
 
     con = connect(run_dir)
@@ -79,7 +80,7 @@ def why_columns(con) -> list[str]:
     """Why the proposer does or does not move: how many valid deduction/abduction proposals copy the program of one
     of the references shown to them (canonical program), and how many proposer groups (iteration x type) had every
     advantage zero, so their rewards, copy penalties included, pushed nothing."""
-    from azr_core.algo.proposer_measures import program_key
+    from azr_core.algo.program_keys import program_key
 
     programs = dict(con.execute("SELECT task_id, program FROM tasks").fetchall())
     rows = con.execute(
@@ -102,7 +103,8 @@ def replay_novelty(con) -> tuple[list[tuple], dict[str, set[str]]]:
     task (canonical program, input values) neither the zero triplets, nor the tasks of earlier iterations, nor this
     iteration's seeding, nor an earlier proposal of its batch holds; and the programs never buffered before."""
     from azr_core.algo.buffers import row_to_task
-    from azr_core.algo.proposer_measures import cognitive_complexity, program_key, task_keys
+    from azr_core.algo.program_keys import program_key, task_keys
+    from azr_core.algo.proposer_measures import cognitive_complexity
     from azr_core.algo.tasks import seed_tasks
 
     cols = [c[0] for c in con.execute("SELECT * FROM tasks LIMIT 0").description]

@@ -27,7 +27,7 @@ TYPES = ("deduction", "abduction", "induction")
 
 
 def screen(overrides: list[str], samples: int, seed: int) -> dict[str, dict[str, int]]:
-    from azr_core.algo.proposer_measures import program_key
+    from azr_core.algo.program_keys import program_key
     from azr_core.config import load_config
     from azr_core.policy.rollout import make_backend
     from azr_core.selfplay import stages

@@ -15,20 +15,18 @@ import pyarrow.parquet as pq
 import pytest
 
 from azr_core.algo.buffers import TaskBuffers
+from azr_core.algo.program_keys import canonical_program, program_key, task_key
 from azr_core.algo.proposer_measures import (
     Novelty,
     ProposalFacts,
     answer_diversity,
-    canonical_program,
     cognitive_complexity,
     halstead_effort,
     learnable_share,
     mean_edit_distance,
     measure_proposals,
-    program_key,
     program_tree,
     proposer_metrics,
-    task_key,
     tree_edit_distance,
 )
 from azr_core.algo.tasks import Task, TaskType, seed_tasks
@@ -150,7 +148,7 @@ def test_induction_counts_the_distinct_programs_behind_its_novel_tasks():
 
 
 def test_buffers_key_only_the_tasks_added_since_the_last_call(monkeypatch):
-    import azr_core.algo.proposer_measures as pm
+    import azr_core.algo.program_keys as pm
 
     keyed = []
     real = pm.task_keys
@@ -315,3 +313,12 @@ def test_code_after_a_return_is_not_another_program():
     assert program_key("def f(x):\n    if x:\n        return 1\n    return 2") != program_key(
         "def f(x):\n    if x:\n        return 1"
     )
+
+
+def test_program_keys_docstring_examples_run():
+    import doctest
+
+    import azr_core.algo.program_keys as keys
+
+    result = doctest.testmod(keys)
+    assert result.attempted > 0 and result.failed == 0

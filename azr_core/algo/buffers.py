@@ -88,13 +88,13 @@ class TaskBuffers:
         return True
 
     def novelty_index(self) -> tuple[dict[str, int], dict[str, int]]:
-        """The canonical keys of every buffered task (`azr_core.algo.proposer_measures`), each with the first iteration
+        """The canonical keys of every buffered task (`azr_core.algo.program_keys`), each with the first iteration
         that buffered it: (program key -> iteration, task key -> iteration). Program keys span all types.
 
         Incremental: each call keys only the tasks added since the last one (a few hundred microseconds per task), so
         neither an iteration nor a resume pays for the whole history twice. The dicts are the buffers' own: read them.
         """
-        from azr_core.algo.proposer_measures import task_keys
+        from azr_core.algo.program_keys import task_keys
 
         for task in self._unkeyed:
             pk, tk = task_keys(task)
@@ -104,10 +104,10 @@ class TaskBuffers:
         return self._program_first, self._task_first
 
     def program_key(self, task: Task) -> str:
-        """The task's canonical program key (`azr_core.algo.proposer_measures.program_key`), computed once per task."""
+        """The task's canonical program key (`azr_core.algo.program_keys.program_key`), computed once per task."""
         key = self._program_keys.get(task.task_id)
         if key is None:
-            from azr_core.algo.proposer_measures import program_key
+            from azr_core.algo.program_keys import program_key
 
             key = self._program_keys[task.task_id] = program_key(task.program)
         return key

@@ -12,9 +12,9 @@ from collections.abc import Container, Sequence
 from typing import TYPE_CHECKING
 
 from azr_core.algo.advantages import trr_advantages
+from azr_core.algo.program_keys import program_key
 from azr_core.algo.prompts import proposer_messages, render, response_prefill, solver_messages
 from azr_core.algo.proposals import grade_request, parse_answer, parse_proposal, validate_candidates
-from azr_core.algo.proposer_measures import program_key
 from azr_core.algo.reward_parts import PROPOSER_PARTS, SOLVER_PARTS, compose
 from azr_core.algo.rewards import learnability
 from azr_core.algo.tasks import TASK_TYPES, Task, TaskType
