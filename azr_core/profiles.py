@@ -120,8 +120,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         # No entropy bonus (paper: 0.001): then sequences with zero advantage can be left out of the passes exactly.
         # The sampler's log-probs as the old ones: on one CPU rank the sampler is the trainer's own module (equal to
         # 1e-4, tests/test_policy_rollout.py), and recomputing them cost 14-20 s of a ~130 s iteration here.
+        # micro_batch_size 6 = selfplay.batch_per_group: a group's sequences go through the update in one pass, so
+        # the prompt prefix they share runs once (with 4, a proposer group's ~900 shared tokens ran twice).
         "trainer": {
-            "micro_batch_size": 4,
+            "micro_batch_size": 6,
             "lr": 3e-5,
             "entropy_coef": 0.0,
             "zero_stage": 0,

@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/bench_update_prefix.py                 # both sides interleaved in one process, 3 runs
     .venv/bin/python bench/bench_update_prefix.py --only shared   # one side alone: its peak memory (max RSS)
+    .venv/bin/python bench/bench_update_prefix.py --micro-batch-sizes 4,6   # shared prefix, micro-batch 4 vs 6
 
 Builds cpu-tiny proposer answers on the real compact prompts (with the banned list, K = 2 references: the prompts of a
 type share their instructions), the way bench_update_pieces.py does, and times one `train_step` per side on two
 trainers loaded alike (`trainer.shared_prefix_min_tokens` 64 vs 0). Prints the median seconds of each side, their
-ratio and the gradient norms (equal up to float noise: the same gradient).
+ratio and the gradient norms (equal up to float noise: the same gradient). With `--micro-batch-sizes`, both sides
+share the prefix and differ in `trainer.micro_batch_size`: a micro-batch runs its rows' shared prefix once, so a
+group split over two micro-batches runs it twice.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ def main() -> None:
     ap.add_argument("--answers", type=int, default=12, help="answers in the update batch (cpu-tiny: 12 proposals)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", choices=["shared", "whole"], default=None, help="run one side alone (peak memory)")
+    ap.add_argument("--micro-batch-sizes", metavar="A,B", help="compare two micro-batch sizes, the prefix shared")
     args = ap.parse_args()
+    if args.only and args.micro_batch_sizes:
+        ap.error("--only times one side of shared vs whole; drop it with --micro-batch-sizes")
 
     import torch
 
@@ -38,23 +44,27 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = load_config(None, [], profile="cpu-tiny")
     cfg.model.name_or_path = resolve_model_path(cfg.model)
-    sides = {"shared": 64, "whole": 0}
+    if args.micro_batch_sizes:
+        sizes = [int(x) for x in args.micro_batch_sizes.split(",")]
+        sides = {f"micro {m}": {"shared_prefix_min_tokens": 64, "micro_batch_size": m} for m in sizes}
+    else:
+        sides = {"shared": {"shared_prefix_min_tokens": 64}, "whole": {"shared_prefix_min_tokens": 0}}
     names = [args.only] if args.only else list(sides)
-    trainers = {n: PolicyTrainer(cfg.model, cfg.trainer.model_copy(update={"shared_prefix_min_tokens": sides[n]}))
-                for n in names}  # fmt: skip
+    trainers = {n: PolicyTrainer(cfg.model, cfg.trainer.model_copy(update=sides[n])) for n in names}
     tok = next(iter(trainers.values())).tokenizer
     # answers alternate deduction and abduction prompts: grouped by type, as the update batch is (stages.group_order)
     made = answers(tok, cfg, args.answers)
     records = [r for k in (0, 1) for pieces, adv in made[k::2] for r in training_records(pieces, adv, f"g{k}")]
     prompt = sum(len(r.prompt_token_ids) for r in records) / len(records)
-    mbs = cfg.trainer.micro_batch_size
-    print(f"{len(records)} sequences, prompts {prompt:.0f} tokens on average, micro-batch {mbs}")
+    mbs = "s " + args.micro_batch_sizes if args.micro_batch_sizes else f" {cfg.trainer.micro_batch_size}"
+    print(f"{len(records)} sequences, prompts {prompt:.0f} tokens on average, micro-batch{mbs}")
     med = time_train_steps({n: (t, records) for n, t in trainers.items()}, args.runs)
     if args.only:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         print(f"{args.only}: peak memory (max RSS) {peak:.2f} GiB")
     else:
-        print(f"ratio shared / whole: {med['shared'] / med['whole']:.2f}")
+        first, second = names
+        print(f"ratio {first} / {second}: {med[first] / med[second]:.2f}")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ def test_cpu_tiny_profile_is_small_and_bounded():
     assert cfg.selfplay.lenient_parsing  # its rare valid programs come with a broken format
     assert cfg.selfplay.response_prefill == "skeleton" and cfg.selfplay.compact_prompts
     assert cfg.trainer.entropy_coef == 0.0  # so zero-advantage sequences can be left out exactly
+    # a group's sequences in one update pass: the prompt prefix they share runs once, not once per micro-batch
+    assert cfg.trainer.micro_batch_size >= cfg.selfplay.batch_per_group
     # the rest stays at the paper's values
     assert cfg.trainer.grad_clip == 1.0 and cfg.rewards.unlearnable == 0.0
 
