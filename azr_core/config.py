@@ -8,8 +8,6 @@ into the run folder as `config.yaml`, and loading that file gives the same confi
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +16,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from azr_core.common.config_base import ConfigError, Section, explain
+from azr_core.common.yaml_overrides import deep_merge, parse_override, parse_yaml, set_path
 from azr_core.eval.config import QUICK_SUITE, eval_default
 from azr_core.executor.config import ExecutorConfig
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
@@ -290,67 +289,6 @@ class AZRConfig(Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-6` as a float (YAML 1.1 wants `1.0e-6`, so PyYAML would read a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    """Parse YAML with the float fix above."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """`"selfplay.references_k=4"` -> (["selfplay", "references_k"], 4); the value is read as YAML.
-
-    >>> parse_override("trainer.lr=1e-5")
-    (['trainer', 'lr'], 1e-05)
-    """
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {item!r} must look like key.sub=value")
-    try:
-        value = parse_yaml(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{key}: value {raw!r} is not valid YAML: {exc}") from None
-    return key.split("."), value
-
-
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
-    node = tree
-    for i, part in enumerate(path[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(path[: i + 1])} is a value, not a section: cannot set {'.'.join(path)}")
-        node = child
-    node[path[-1]] = value
-
-
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge: sections merge, values replace."""
-    out = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def _explain(exc: ValidationError) -> str:
     return explain(exc, AZRConfig)
 
@@ -384,7 +322,7 @@ def load_config(
     over_data: dict[str, Any] = {}
     for item in overrides:
         keys, value = parse_override(item)
-        _set_path(over_data, keys, value)
+        set_path(over_data, keys, value)
     chosen = over_data.get("profile", file_data.get("profile", profile or "default"))
     if chosen not in PROFILES:
         raise ConfigError(f"profile: unknown profile {chosen!r}; known: {', '.join(PROFILES)}")

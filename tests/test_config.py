@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-import azr_core.config as config_mod
+import azr_core.common.yaml_overrides as yaml_overrides
+from azr_core.common.yaml_overrides import parse_override
 from azr_core.config import (
     PROFILES,
     AZRConfig,
     ConfigError,
     config_reference,
     load_config,
-    parse_override,
 )
 from azr_core.store.run import save_session_config
 
@@ -169,5 +169,5 @@ def test_resolved_config_is_saved_and_round_trips(tmp_path: Path):
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(config_mod)
+    result = doctest.testmod(yaml_overrides)
     assert result.attempted > 0 and result.failed == 0
