@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import SamplingParams, Script
 from azr_core.policy.tiny import make_tiny_model_dir
-from azr_core.policy.trainer.client import PolicyWorkers, WorkerError, shard_records
-from azr_core.policy.trainer.records import SequenceRecord, free_port
+from azr_core.policy.trainer.client import PolicyWorkers, WorkerError
+from azr_core.policy.trainer.records import SequenceRecord, free_port, shard_records
 from azr_core.policy.trainer.shm import SHM_DIR, SHM_PREFIX
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ import hmac
 import os
 import secrets
 import selectors
-import signal
 import socket
 import subprocess
 import tempfile
@@ -26,8 +25,9 @@ from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.policy.rollout.base import PromptOutput, SamplingParams, Script
 from azr_core.policy.trainer.build_locks import clear_stale_build_locks
 from azr_core.policy.trainer.hosts import hostfile_nodes, launcher_commands
+from azr_core.policy.trainer.process_group import stop_process_group
 from azr_core.policy.trainer.protocol import ChannelClosed, FrameReader, recv_msg, send_msg
-from azr_core.policy.trainer.records import SequenceRecord, split_micro_batches, summarize
+from azr_core.policy.trainer.records import SequenceRecord, shard_records, split_micro_batches, summarize
 
 _RANK_VARS = {
     "RANK",
@@ -54,27 +54,6 @@ class WorkerError(RuntimeError):
         if log_tail:
             msg += f"\n--- worker log (last lines) ---\n{log_tail}"
         super().__init__(msg)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def shard_records(records: Sequence[SequenceRecord], world: int) -> list[list[SequenceRecord]]:
-    """Balance sequences over ranks by token count (longest first, each to the lightest rank)."""
-    shards: list[list[SequenceRecord]] = [[] for _ in range(world)]
-    load = [0] * world
-    for r in sorted(records, key=lambda r: -(len(r.prompt_token_ids) + len(r.completion_token_ids))):
-        k = load.index(min(load))
-        shards[k].append(r)
-        load[k] += len(r.prompt_token_ids) + len(r.completion_token_ids)
-    return shards
 
 
 class PolicyWorkers:
@@ -251,30 +230,11 @@ class PolicyWorkers:
             s.close()
         self.socks, self.readers = {}, {}
         for p in self.procs:
-            self._stop_process_group(p, grace_s)
+            stop_process_group(p, grace_s)
         self.procs = []
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None
-
-    @staticmethod
-    def _stop_process_group(proc: subprocess.Popen, grace_s: float) -> None:
-        """SIGTERM, then SIGKILL, to a launcher's process group, each time waiting until no member is left (the
-        launcher may be dead already, its ranks still running)."""
-        pgid = proc.pid
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace_s
-            while _group_alive(pgid) and time.monotonic() < deadline:
-                try:
-                    proc.wait(timeout=0.1)  # reaps the launcher, which would count as a member otherwise
-                except subprocess.TimeoutExpired:
-                    pass
-            if not _group_alive(pgid):
-                break
 
     def __enter__(self) -> PolicyWorkers:
         return self.start() if not self.procs else self

@@ -86,3 +86,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def shard_records(records: Sequence[SequenceRecord], world: int) -> list[list[SequenceRecord]]:
+    """Balance sequences over ranks by token count (longest first, each to the lightest rank)."""
+    shards: list[list[SequenceRecord]] = [[] for _ in range(world)]
+    load = [0] * world
+    for r in sorted(records, key=lambda r: -(len(r.prompt_token_ids) + len(r.completion_token_ids))):
+        k = load.index(min(load))
+        shards[k].append(r)
+        load[k] += len(r.prompt_token_ids) + len(r.completion_token_ids)
+    return shards
