@@ -254,7 +254,7 @@ def test_a_folder_written_before_the_columns_reads_resumes_and_compacts(tmp_path
 
 @pytest.mark.sandbox
 def test_a_committed_iteration_writes_the_columns_and_the_metrics(tmp_path):
-    from test_selfplay_iteration import ScriptedPolicy, make_session
+    from scripted import ScriptedPolicy, make_session
 
     from azr_core.commands.sql_core import fast_main
     from azr_core.report.build import build_report

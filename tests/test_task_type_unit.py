@@ -17,7 +17,7 @@ from azr_core.config import ConfigError, load_config
 from azr_core.executor.executor import GradeRequest
 from azr_core.selfplay.iteration import run_iteration
 from azr_core.store import connect
-from tests.test_selfplay_iteration import ScriptedPolicy, make_session
+from tests.scripted import ScriptedPolicy, make_session
 
 pytestmark = pytest.mark.sandbox
 
@@ -56,7 +56,7 @@ class TypeOf(ProgramTaskType):
 
 
 class TypeOfPolicy(ScriptedPolicy):
-    """The scripted policy of test_selfplay_iteration, which also answers the fourth type's solver prompts."""
+    """The scripted policy of tests/scripted.py, which also answers the fourth type's solver prompts."""
 
     def _completion(self, prompt: str, i: int) -> tuple[str, str]:
         if "Name the type of the value" in prompt:

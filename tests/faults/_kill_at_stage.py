@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the scripted policy and its session
 
-from test_selfplay_iteration import make_session  # noqa: E402
+from scripted import make_session  # noqa: E402
 
 from azr_core.selfplay.iteration import run_iteration  # noqa: E402
 

@@ -17,7 +17,7 @@ from azr_core.selfplay.iteration import DiskFullError, run_iteration
 from azr_core.store import connect, read_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_selfplay_iteration import make_session  # noqa: E402
+from scripted import make_session  # noqa: E402
 
 pytestmark = [pytest.mark.sandbox]
 

@@ -1,7 +1,7 @@
 """SIGKILL at each point of an iteration, then resume: the run goes on from its last commit, every committed row is
 there exactly once, the same MLflow run continues with each iteration's metrics logged once and its model version
 registered once (a kill after COMMITTED is repaired on resume). The process runs the real executor, store and MLflow
-store with the scripted policy of test_selfplay_iteration.py (real checkpoints under a SIGKILL: test_pipeline.py)."""
+store with the scripted policy of tests/scripted.py (real checkpoints under a SIGKILL: test_pipeline.py)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from azr_core.stack import StackSettings, _spawn, _wait_ready
 from azr_core.store import read_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_selfplay_iteration import make_session  # noqa: E402
+from scripted import make_session  # noqa: E402
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
