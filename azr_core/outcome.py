@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from azr_core.stack_settings import StackSettings
+from azr_core.stack.settings import StackSettings
 from azr_core.tracking_store import read_client, resolve_tracking_uri
 
 EVAL_FLOW = "azr-eval"

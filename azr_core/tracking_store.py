@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from azr_core.common.config_base import Section
-from azr_core.stack_settings import resolve_state_dir
+from azr_core.stack.settings import resolve_state_dir
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -10,7 +10,7 @@ from typing import Any
 from prefect import flow, runtime
 
 from azr_core.eval.config import QUICK_SUITE, eval_default
-from azr_core.stack_join import check_run_folder_shared
+from azr_core.stack.join import check_run_folder_shared
 from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
 from tasks import eval as t
 

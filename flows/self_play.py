@@ -18,8 +18,8 @@ from prefect.utilities.urls import url_for
 from azr_core.config import load_config
 from azr_core.outcome import flow_closing_message, mlflow_run_url
 from azr_core.selfplay.iteration import run_iteration
-from azr_core.stack_join import check_run_folder_shared
-from azr_core.stack_settings import StackSettings
+from azr_core.stack.join import check_run_folder_shared
+from azr_core.stack.settings import StackSettings
 from azr_core.store import read_commit
 from tasks import selfplay as t
 

@@ -12,7 +12,7 @@ import time
 
 import psutil
 
-from azr_core.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
+from azr_core.stack.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
 
 # A parent that ignores SIGTERM once (like `prefect worker start`) and starts a child in a session of its own.
 PARENT = textwrap.dedent("""

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from stackutil import free_port
 
-from azr_core.stack import SERVICES
+from azr_core.stack.local import SERVICES
 
 AZR = str(Path(sys.executable).parent / "azr")
 
@@ -116,8 +116,8 @@ def _tracking_through_the_served_store(tmp_path: Path, state: Path, mlflow_port:
 
 
 def test_listen_address_and_worker_settings(tmp_path):
-    from azr_core.stack_join import check_run_folder_shared
-    from azr_core.stack_settings import StackSettings
+    from azr_core.stack.join import check_run_folder_shared
+    from azr_core.stack.settings import StackSettings
 
     # Loopback unless asked; an address given is what the URLs use; all interfaces are reached through loopback.
     assert StackSettings.resolve(tmp_path).prefect_url == "http://127.0.0.1:4200"
@@ -152,11 +152,11 @@ def test_up_worker_flags_override_the_saved_choice_and_otherwise_keep_it(tmp_pat
     """`azr up --no-worker` is kept in stack.json; a later `azr up --worker` starts a worker here again."""
     from typer.testing import CliRunner
 
-    import azr_core.stack
+    import azr_core.stack.local
     from azr_core.cli import build_app
 
     seen = []
-    monkeypatch.setattr(azr_core.stack, "up", lambda settings, **kw: seen.append(settings.local_worker))
+    monkeypatch.setattr(azr_core.stack.local, "up", lambda settings, **kw: seen.append(settings.local_worker))
     app = build_app(["azr_core.commands.stack"])
     (tmp_path / "stack.json").write_text('{"local_worker": false}')  # what `up --no-worker` saved
     for flags, expected in (([], False), (["--worker"], True), (["--no-worker"], False)):

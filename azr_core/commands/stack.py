@@ -65,8 +65,8 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each service to become healthy.")] = 120.0,
 ) -> None:
     """Start the local stack (idempotent): Prefect server, work pool, worker, MLflow UI, on 127.0.0.1 unless --host."""
-    from azr_core.stack import StackError, StackSettings
-    from azr_core.stack import up as stack_up
+    from azr_core.stack.local import StackError, StackSettings
+    from azr_core.stack.local import up as stack_up
 
     try:
         settings = StackSettings.resolve(state_dir, prefect_port, mlflow_port, pool, host, worker)
@@ -81,8 +81,8 @@ def up(
 
 def down(state_dir: STATE_DIR = None) -> None:
     """Stop every service of the local stack and check that none of their processes is left."""
-    from azr_core.stack import StackSettings
-    from azr_core.stack import down as stack_down
+    from azr_core.stack.local import StackSettings
+    from azr_core.stack.local import down as stack_down
 
     left = stack_down(StackSettings.resolve(state_dir), echo=typer.echo)
     if left:
@@ -103,8 +103,8 @@ def join(
 ) -> None:
     """Join this host to a stack whose server runs on another host: check what its flow runs need (the server and
     MLflow reachable, the state folder shared, the deployments' checkout here), then start a worker in its pool."""
-    from azr_core.stack import StackError, StackSettings
-    from azr_core.stack_join import join as stack_join
+    from azr_core.stack.join import join as stack_join
+    from azr_core.stack.local import StackError, StackSettings
 
     try:
         stack_join(StackSettings.resolve(state_dir), _worker_name(name), timeout=timeout, echo=typer.echo)
@@ -115,8 +115,8 @@ def join(
 
 def leave(state_dir: STATE_DIR = None, name: Annotated[str | None, typer.Option(help=WORKER_NAME_HELP)] = None) -> None:
     """Stop the worker `azr join` started on this host (a running flow run may finish within the grace period)."""
-    from azr_core.stack import StackSettings
-    from azr_core.stack_join import leave as stack_leave
+    from azr_core.stack.join import leave as stack_leave
+    from azr_core.stack.local import StackSettings
 
     if stack_leave(StackSettings.resolve(state_dir), _worker_name(name), echo=typer.echo):
         raise typer.Exit(1)
@@ -136,8 +136,8 @@ def status(
     import os
     import sys
 
-    from azr_core.stack import StackSettings, pool_workers
-    from azr_core.stack import status as stack_status
+    from azr_core.stack.local import StackSettings, pool_workers
+    from azr_core.stack.local import status as stack_status
 
     settings = StackSettings.resolve(state_dir)
     services = stack_status(settings)

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from azr_core.stack import CRASH_AFTER_S, CRASH_AUTOMATION, HEARTBEAT_S, LEASE_STORAGE, SERVICES, telemetry_env
+from azr_core.stack.local import CRASH_AFTER_S, CRASH_AUTOMATION, HEARTBEAT_S, LEASE_STORAGE, SERVICES, telemetry_env
 
 AZR = str(Path(sys.executable).parent / "azr")
 

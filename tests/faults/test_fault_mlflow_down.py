@@ -15,7 +15,7 @@ import pytest
 from stackutil import free_port
 
 from azr_core.selfplay.iteration import run_iteration
-from azr_core.stack import StackSettings, _spawn, _wait_ready
+from azr_core.stack.local import StackSettings, _spawn, _wait_ready
 from azr_core.store import read_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

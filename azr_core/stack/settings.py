@@ -1,5 +1,5 @@
 """Where the local stack lives and how to reach it: the state folder, the ports and work pool (`StackSettings`),
-and the environment a user's shell or a service gets. Plain data: no process is started here (see `stack`).
+and the environment a user's shell or a service gets. Plain data: no process is started here (see `stack.local`).
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ from pathlib import Path
 import psutil
 
 from azr_core.common.atomic import atomic_write_text
-from azr_core.crash_automation import CRASH_AFTER_S, CRASH_AUTOMATION, HEARTBEAT_S, crash_automation
-from azr_core.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
-from azr_core.stack_settings import (  # noqa: F401 - re-exported: the stack's settings are part of its API
+from azr_core.stack.crash_automation import CRASH_AFTER_S, CRASH_AUTOMATION, HEARTBEAT_S, crash_automation
+from azr_core.stack.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
+from azr_core.stack.settings import (  # noqa: F401 - re-exported: the stack's settings are part of its API
     DEFAULT_MLFLOW_PORT,
     DEFAULT_POOL,
     DEFAULT_PREFECT_PORT,

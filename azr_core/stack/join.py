@@ -29,10 +29,10 @@ from urllib.parse import quote, urlparse
 
 import psutil
 
-from azr_core.crash_automation import HEARTBEAT_S
-from azr_core.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
-from azr_core.stack import STACK_ID_VARIABLE, StackError, console_script, http_call, worker_online
-from azr_core.stack_settings import StackSettings, read_stack_file, repo_root, telemetry_env
+from azr_core.stack.crash_automation import HEARTBEAT_S
+from azr_core.stack.local import STACK_ID_VARIABLE, StackError, console_script, http_call, worker_online
+from azr_core.stack.processes import alive, log_tail, recorded_process, spawn_detached, stop_process_tree
+from azr_core.stack.settings import StackSettings, read_stack_file, repo_root, telemetry_env
 
 JOINED_ENV = "AZR_JOINED_WORKER"  # in a joined worker's environment, inherited by its flow runs: the worker's name
 CHECKS_EXPERIMENT = "azr-stack-checks"  # the MLflow experiment of the shared-artifacts check's short-lived runs
