@@ -23,7 +23,7 @@ from azr_core.policy.config import ModelConfig, RolloutConfig, TrainerConfig
 from azr_core.profiles import PROFILES
 from azr_core.store.config import StoreConfig
 from azr_core.store.layout import RESOLVED_CONFIG_NAME  # noqa: F401 - the run folder's name for it, re-exported
-from azr_core.tracking_store import TrackingConfig
+from azr_core.tracking.store import TrackingConfig
 
 _Section = Section  # the one strict rule of every section (azr_core/common/config_base.py)
 

@@ -24,11 +24,11 @@ from typing import Any
 import yaml
 
 from azr_core.stack.settings import StackSettings
-from azr_core.tracking_store import read_client, resolve_tracking_uri
+from azr_core.tracking.store import read_client, resolve_tracking_uri
 
 EVAL_FLOW = "azr-eval"
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-_TAG_FLOW_RUN = "azr.prefect_flow_run_id"  # azr_core.tracking.TAG_FLOW_RUN (not imported: that module is heavier)
+_TAG_FLOW_RUN = "azr.prefect_flow_run_id"  # azr_core.tracking.runs.TAG_FLOW_RUN (not imported: that module is heavier)
 _TAG_ITERATION = "azr.iteration"
 
 

@@ -11,7 +11,7 @@ from prefect import flow, runtime
 
 from azr_core.eval.config import QUICK_SUITE, eval_default
 from azr_core.stack.join import check_run_folder_shared
-from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
+from azr_core.tracking.store import DEFAULT_REGISTERED_MODEL
 from tasks import eval as t
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from azr_core.eval.config import EvalConfig, PromotionConfig
-from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
+from azr_core.tracking.store import DEFAULT_REGISTERED_MODEL
 
 
 @task(name="evaluate-model", task_run_name="evaluate {model}")

@@ -49,7 +49,7 @@ def make_registry(run_dir: Path, root: Path) -> str:
     """The run's MLflow run (FINISHED) in `root/mlflow.db`, versions 1 and 2 of azr-policy with the tags the gate
     writes (1 first champion, 2 rejected against it at p = 0.42); returns the tracking URI."""
     from azr_core.policy.tiny import make_tiny_model_dir
-    from azr_core.tracking import Tracker, TrackingConfig
+    from azr_core.tracking.runs import Tracker, TrackingConfig
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     model = make_tiny_model_dir(root / "tiny", hidden=16, layers=1)

@@ -12,7 +12,7 @@ from azr_core.commands.eval import run as eval_run_cmd
 from azr_core.commands.promote import promote_cmd
 from azr_core.config import EvaluationConfig
 from azr_core.eval.config import PROMOTION_SUITE, QUICK_SUITE, EvalConfig, PromotionConfig
-from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL, TrackingConfig
+from azr_core.tracking.store import DEFAULT_REGISTERED_MODEL, TrackingConfig
 from flows.eval import evaluate
 
 

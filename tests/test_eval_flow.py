@@ -60,7 +60,7 @@ def test_a_renamed_model_is_evaluated_and_judged_under_its_own_name(tmp_path, mo
     from azr_core.config import AZRConfig
     from azr_core.report.registry import read_registry, registered_name
     from azr_core.store.run import save_session_config
-    from azr_core.tracking import Tracker, TrackingConfig, mlflow_client
+    from azr_core.tracking.runs import Tracker, TrackingConfig, mlflow_client
     from flows.eval import evaluate
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

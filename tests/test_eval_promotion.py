@@ -20,7 +20,7 @@ from azr_core.eval.promotion import (
 )
 from azr_core.eval.run import BenchResult, EvalResult, ModelRef, evaluate, log_scores
 from azr_core.policy.tiny import make_tiny_model_dir
-from azr_core.tracking import Tracker, TrackingConfig, mlflow_client
+from azr_core.tracking.runs import Tracker, TrackingConfig, mlflow_client
 
 BENCH, LIMIT = "cruxeval-o", 40
 IDS = [it.id for it in benchmarks.load(BENCH, limit=LIMIT)]

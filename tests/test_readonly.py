@@ -30,7 +30,7 @@ def _files(*roots: Path) -> dict[str, tuple[str, int]]:
 
 
 def _mlflow_state(uri: str, run_id: str) -> dict:
-    from azr_core.tracking_store import mlflow_client
+    from azr_core.tracking.store import mlflow_client
 
     client = mlflow_client(uri)
     run = client.get_run(run_id)

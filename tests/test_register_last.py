@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from azr_core.policy.tiny import make_tiny_model_dir
 from azr_core.selfplay.commit import register_last
-from azr_core.tracking import Tracker, TrackingConfig
+from azr_core.tracking.runs import Tracker, TrackingConfig
 
 
 def _session(tmp_path, every: int = 10, iteration: int = 3):

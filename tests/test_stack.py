@@ -101,8 +101,8 @@ def _tracking_through_the_served_store(tmp_path: Path, state: Path, mlflow_port:
     """A model version registered through the MLflow UI server (as env.sh's MLFLOW_TRACKING_URI points) loads back,
     and the run folder resumes the same MLflow run when opened on the SQLite file directly (as flow runs do)."""
     from azr_core.policy.tiny import make_tiny_model_dir
-    from azr_core.registry import load_model_folder
-    from azr_core.tracking import Tracker, TrackingConfig
+    from azr_core.tracking.registry import load_model_folder
+    from azr_core.tracking.runs import Tracker, TrackingConfig
 
     http = f"http://127.0.0.1:{mlflow_port}"
     run_dir = tmp_path / "run"

@@ -11,8 +11,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from azr_core.policy.tiny import make_tiny_model_dir
-from azr_core.registry import get_version_by_alias, load_model_folder, model_download_uri, set_alias
-from azr_core.tracking import (
+from azr_core.tracking.registry import get_version_by_alias, load_model_folder, model_download_uri, set_alias
+from azr_core.tracking.runs import (
     CHANGED_PARAM_PREFIX,
     RUN_FILE,
     TAG_FLOW_RUN,
@@ -177,7 +177,7 @@ def test_register_refuses_a_folder_without_a_model(uri, tmp_path):
 
 
 def test_default_tracking_uri_is_the_state_folders_sqlite_store(monkeypatch, tmp_path):
-    from azr_core.tracking import resolve_tracking_uri
+    from azr_core.tracking.runs import resolve_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("AZR_STATE_DIR", str(tmp_path / "state"))

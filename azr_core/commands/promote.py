@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from azr_core.eval.config import PROMOTION_SUITE, eval_default
-from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
+from azr_core.tracking.store import DEFAULT_REGISTERED_MODEL
 
 SUITE_HELP = f"Promotion suite (default: {PROMOTION_SUITE})."
 TOKENS_HELP = "With --evaluate: tokens per answer."

@@ -23,7 +23,7 @@ from typing import Any
 from azr_core.eval import benchmarks
 from azr_core.eval.config import PromotionConfig
 from azr_core.eval.run import items_artifact
-from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL
+from azr_core.tracking.store import DEFAULT_REGISTERED_MODEL
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "azr.champion.history"
@@ -140,7 +140,7 @@ def promote(
     suite (it should run `eval.run.evaluate` with the suite's limit); without it, a missing evaluation means no
     promotion.
     """
-    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
+    from azr_core.tracking.store import mlflow_client, resolve_tracking_uri
 
     cfg = cfg or PromotionConfig()
     client = mlflow_client(resolve_tracking_uri(tracking_uri))
@@ -204,7 +204,7 @@ def promote(
 
 def rollback(*, name: str = DEFAULT_MODEL_NAME, tracking_uri: str | None = None) -> tuple[int, int]:
     """Point `champion` back at the version that held it before; returns (from, to)."""
-    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
+    from azr_core.tracking.store import mlflow_client, resolve_tracking_uri
 
     client = mlflow_client(resolve_tracking_uri(tracking_uri))
     current = _alias_version(client, name, CHAMPION)

@@ -85,9 +85,9 @@ def resolve_model(spec: str, *, tracking_uri: str | None = None) -> ModelRef:
     """A folder or HF id is used as is; a `models:/` URI is downloaded from the registry (the caller cleans up)."""
     if not spec.startswith("models:/"):
         return ModelRef(spec=spec, path=spec)
-    from azr_core.registry import load_model_folder
-    from azr_core.tracking import TAG_ITERATION
-    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
+    from azr_core.tracking.registry import load_model_folder
+    from azr_core.tracking.runs import TAG_ITERATION
+    from azr_core.tracking.store import mlflow_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = mlflow_client(uri)
@@ -244,7 +244,7 @@ def log_scores(result: EvalResult, ref: ModelRef, cfg: EvalConfig, *, tracking_u
 
     from mlflow.entities import Metric
 
-    from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
+    from azr_core.tracking.store import mlflow_client, resolve_tracking_uri
 
     client = mlflow_client(resolve_tracking_uri(tracking_uri))
     step = ref.iteration or 0

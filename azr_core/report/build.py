@@ -177,7 +177,7 @@ def _log(run_dir: Path, out: Path, tracking_uri: str | None) -> None:
     """The page and PNGs as artifacts of the run's MLflow run; asked for explicitly (`--mlflow`), and still without
     a Tracker, whose opening would set the run RUNNING."""
     from azr_core.outcome import run_record
-    from azr_core.tracking_store import read_client, resolve_tracking_uri
+    from azr_core.tracking.store import read_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = read_client(uri)

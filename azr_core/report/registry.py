@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from azr_core.tracking_store import DEFAULT_REGISTERED_MODEL, read_client, resolve_tracking_uri
+from azr_core.tracking.store import DEFAULT_REGISTERED_MODEL, read_client, resolve_tracking_uri
 
 
 @dataclass

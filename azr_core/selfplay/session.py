@@ -25,7 +25,7 @@ from azr_core.config import AZRConfig
 from azr_core.executor import Executor
 from azr_core.policy.interface import Policy
 from azr_core.store import connect, open_run
-from azr_core.tracking import TAG_FLOW_RUN, Tracker, end_status
+from azr_core.tracking.runs import TAG_FLOW_RUN, Tracker, end_status
 
 log = logging.getLogger("azr.selfplay")
 
@@ -94,7 +94,7 @@ class Session:
             shutil.rmtree(leftover, ignore_errors=True)
 
     def close(self, status: str = "FINISHED", *, reason: str | None = None) -> None:
-        """Release everything; the MLflow run ends with `status` (see `azr_core.tracking.end_status`)."""
+        """Release everything; the MLflow run ends with `status` (see `azr_core.tracking.runs.end_status`)."""
         for name in ("policy", "executor"):
             part = getattr(self, name, None)
             if part is not None:

@@ -88,7 +88,7 @@ def _check_pool(settings: StackSettings) -> None:
 def _check_artifacts_shared(settings: StackSettings, name: str) -> str:
     """Write a file into the stack's artifact folder here and read it back through the MLflow server: proof that both
     hosts see one folder (what MLflow needs: a run's artifacts are written by the flow run, served by the UI)."""
-    from azr_core.tracking_store import mlflow_client
+    from azr_core.tracking.store import mlflow_client
 
     client = mlflow_client(settings.mlflow_url)
     experiment = client.get_experiment_by_name(CHECKS_EXPERIMENT)

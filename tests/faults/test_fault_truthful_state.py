@@ -11,10 +11,10 @@ import yaml
 from mlflow import MlflowClient
 from prefect.exceptions import TerminationSignal
 
-import azr_core.tracking as tracking_mod
+import azr_core.tracking.runs as tracking_mod
 from azr_core.config import load_config
 from azr_core.store import open_run
-from azr_core.tracking import TAG_END_REASON, Tracker, TrackingConfig, end_status
+from azr_core.tracking.runs import TAG_END_REASON, Tracker, TrackingConfig, end_status
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
     tracker.log_config(config)                             # the resolved config, flattened to dotted params
     tracker.log_metrics({"solve/accuracy": 0.4}, step=3)   # one log_batch per call, step = iteration
     mv = tracker.register_checkpoint(ckpt_dir, iteration=3)  # a version of `azr-policy`, tagged
-    folder = registry.load_model_folder(f"models:/azr-policy/{mv.version}")  # azr_core/registry.py
+    folder = registry.load_model_folder(f"models:/azr-policy/{mv.version}")  # azr_core/tracking/registry.py
 
 The run folder keeps `mlflow_run.json`: a key made once for the folder (also an MLflow tag on the run, so the run is
 found again through any URI of the same store, e.g. SQLite directly or the `azr up` server) and the run id per
@@ -12,7 +12,7 @@ tracking URI. Checkpoints are logged as plain artifacts (no MLflow flavor: `mlfl
 into a pipeline just to save it) and registered from the run's artifact URI, so `models:/...` resolves to the files.
 
 mlflow is imported only inside functions, so importing this module stays quick (the settings and the store's URI
-are in `azr_core.tracking_store`, which `azr_core.config` embeds).
+are in `azr_core.tracking.store`, which `azr_core.config` embeds).
 Never imports prefect; the Prefect flow run id comes as an argument or from the `PREFECT__FLOW_RUN_ID` variable
 that Prefect sets in a flow run's process.
 """
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from azr_core.common.atomic import atomic_write_text
-from azr_core.tracking_store import (  # noqa: F401 - TrackingConfig and the URI are part of this API
+from azr_core.tracking.store import (  # noqa: F401 - TrackingConfig and the URI are part of this API
     TrackingConfig,
     artifact_location,
     default_tracking_uri,

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from azr_core.tracking_store import mlflow_client, resolve_tracking_uri
+from azr_core.tracking.store import mlflow_client, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
