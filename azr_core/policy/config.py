@@ -97,7 +97,13 @@ class TrainerConfig(Section):
     clip_ratio: float = Field(0.2, gt=0.0, description="PPO-style ratio clip: ratio kept in [1-c, 1+c].")
     entropy_coef: float = Field(0.001, ge=0.0, description="Entropy bonus weight (paper: 0.001; 0 = off).")
     kl_coef: float = Field(0.0, ge=0.0, description="KL penalty to the reference (initial) policy (0 = off).")
-    micro_batch_size: int = Field(4, ge=1, description="Sequences per forward/backward pass on one rank.")
+    micro_batch_size: int = Field(
+        4,
+        ge=1,
+        description="Sequences per forward/backward pass on one rank. A micro-batch holds one group's sequences only, "
+        "and runs the prompt prefix they share once (shared_prefix_min_tokens): a group split over two micro-batches "
+        "runs it twice. Only memory and speed depend on it: the loss is a token mean over the whole batch.",
+    )
     mini_batch_size: int | None = Field(
         None,
         ge=1,
