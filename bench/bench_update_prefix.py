@@ -33,6 +33,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.only and args.micro_batch_sizes:
         ap.error("--only times one side of shared vs whole; drop it with --micro-batch-sizes")
+    parts = args.micro_batch_sizes.split(",") if args.micro_batch_sizes else []
+    sizes = [int(x) for x in parts if x.strip().isdigit()]
+    if parts and (len(parts) != 2 or len(sizes) != 2 or min(sizes) < 1):
+        ap.error(f"--micro-batch-sizes takes two sizes of at least 1, like 4,6; got {args.micro_batch_sizes!r}")
 
     import torch
 
@@ -44,8 +48,7 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = load_config(None, [], profile="cpu-tiny")
     cfg.model.name_or_path = resolve_model_path(cfg.model)
-    if args.micro_batch_sizes:
-        sizes = [int(x) for x in args.micro_batch_sizes.split(",")]
+    if sizes:
         sides = {f"micro {m}": {"shared_prefix_min_tokens": 64, "micro_batch_size": m} for m in sizes}
     else:
         sides = {"shared": {"shared_prefix_min_tokens": 64}, "whole": {"shared_prefix_min_tokens": 0}}
@@ -56,8 +59,8 @@ def main() -> None:
     made = answers(tok, cfg, args.answers)
     records = [r for k in (0, 1) for pieces, adv in made[k::2] for r in training_records(pieces, adv, f"g{k}")]
     prompt = sum(len(r.prompt_token_ids) for r in records) / len(records)
-    mbs = "s " + args.micro_batch_sizes if args.micro_batch_sizes else f" {cfg.trainer.micro_batch_size}"
-    print(f"{len(records)} sequences, prompts {prompt:.0f} tokens on average, micro-batch{mbs}")
+    mbs = f"micro-batch sizes {sizes[0]} and {sizes[1]}" if sizes else f"micro-batch {cfg.trainer.micro_batch_size}"
+    print(f"{len(records)} sequences, prompts {prompt:.0f} tokens on average, {mbs}")
     med = time_train_steps({n: (t, records) for n, t in trainers.items()}, args.runs)
     if args.only:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
